@@ -1,0 +1,202 @@
+"""The provider protocol, capability flags, and the provider registry.
+
+A provider is a translation table between this protocol and one backend. Everything
+cross-cutting (validation, waiting, retries, progress, idempotency) lives in the core.
+A call a provider cannot serve raises :class:`~finetune_sdk.errors.UnsupportedOperation`
+naming the capability — never a generic error, never a silent no-op.
+
+Providers register through the entry-point group ``finetune_sdk.providers``
+(``name = "package.module:ProviderClass"``); the built-in ones are registered the same
+way in this package's ``pyproject.toml``. Tests and applications can also call
+:func:`register_provider` at run time.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, ClassVar, Iterator
+
+from ..config import ProviderSettings
+from ..errors import ConfigurationError, UnsupportedOperation
+from ..types import (ChatResponse, Checkpoint, Deployment, DeploySpec, Event, File, Job, JobSpec, MetricPoint)
+
+__all__ = ["Capability", "Provider", "ENTRY_POINT_GROUP", "register_provider", "unregister_provider",
+           "available_providers", "get_provider_class"]
+
+ENTRY_POINT_GROUP = "finetune_sdk.providers"
+
+
+class Capability(str, enum.Enum):
+    """What a provider can do. Checked before every call."""
+
+    UPLOAD = "upload"
+    CREATE_JOB = "create_job"
+    EVENTS = "events"
+    CHECKPOINTS = "checkpoints"
+    METRICS = "metrics"
+    CANCEL = "cancel"
+    PAUSE = "pause"
+    RESUME = "resume"
+    DEPLOY = "deploy"
+    CHAT = "chat"
+    DELETE_MODEL = "delete_model"
+    METADATA_FILTER = "metadata_filter"
+
+
+class Provider:
+    """Base class of every backend. Override what the backend supports and declare it in
+    ``capabilities``; everything else raises :class:`UnsupportedOperation`."""
+
+    name: ClassVar[str] = "base"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    #: True for hosted services (OpenAI, Azure): datasets then follow their hard rules.
+    hosted: ClassVar[bool] = True
+    Settings: ClassVar[type[ProviderSettings]] = ProviderSettings
+
+    def __init__(self, settings: ProviderSettings | None = None, **_: Any) -> None:
+        self.settings = settings if settings is not None else self.Settings()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r}>"
+
+    def supports(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+    def _unsupported(self, capability: Capability, hint: str | None = None) -> UnsupportedOperation:
+        return UnsupportedOperation(capability.value, self.name, hint)
+
+    def require(self, capability: Capability) -> None:
+        """Raise :class:`UnsupportedOperation` unless the provider declares ``capability``."""
+        if capability not in self.capabilities:
+            raise self._unsupported(capability)
+
+    # -- files
+    def upload(self, path: Path, *, purpose: str = "fine-tune") -> File:
+        raise self._unsupported(Capability.UPLOAD)
+
+    # -- jobs
+    def create_job(self, spec: JobSpec) -> Job:
+        raise self._unsupported(Capability.CREATE_JOB)
+
+    def get_job(self, job_id: str) -> Job:
+        raise self._unsupported(Capability.CREATE_JOB)
+
+    def list_jobs(self, *, limit: int | None = None, metadata: dict[str, str] | None = None) -> list[Job]:
+        raise self._unsupported(Capability.CREATE_JOB)
+
+    def cancel_job(self, job_id: str) -> Job:
+        raise self._unsupported(Capability.CANCEL)
+
+    def pause_job(self, job_id: str) -> Job:
+        raise self._unsupported(Capability.PAUSE)
+
+    def resume_job(self, job_id: str) -> Job:
+        raise self._unsupported(Capability.RESUME)
+
+    def list_events(self, job_id: str, *, after: str | None = None) -> list[Event]:
+        """Events newer than ``after`` (an event id), oldest first."""
+        raise self._unsupported(Capability.EVENTS)
+
+    def list_checkpoints(self, job_id: str) -> list[Checkpoint]:
+        raise self._unsupported(Capability.CHECKPOINTS)
+
+    def metrics(self, job_id: str) -> list[MetricPoint]:
+        raise self._unsupported(Capability.METRICS)
+
+    # -- models and deployments
+    def deploy(self, job: Job, spec: DeploySpec) -> Deployment:
+        raise self._unsupported(Capability.DEPLOY)
+
+    def get_deployment(self, name: str) -> Deployment:
+        raise self._unsupported(Capability.DEPLOY)
+
+    def list_deployments(self) -> list[Deployment]:
+        raise self._unsupported(Capability.DEPLOY)
+
+    def delete_deployment(self, name: str) -> None:
+        raise self._unsupported(Capability.DEPLOY)
+
+    def delete_model(self, model: str) -> None:
+        raise self._unsupported(Capability.DELETE_MODEL)
+
+    def chat(self, model: str, messages: list[dict[str, Any]], **params: Any) -> ChatResponse:
+        raise self._unsupported(Capability.CHAT)
+
+    def close(self) -> None:
+        """Release connections and background resources."""
+
+
+# --------------------------------------------------------------------------- registry
+
+_lock = threading.Lock()
+_runtime: dict[str, type[Provider] | str] = {}
+
+
+def register_provider(name: str, provider: type[Provider] | str) -> None:
+    """Register a provider class (or ``"module:Class"``) under ``name`` for this process."""
+    if not name or not isinstance(name, str):
+        raise ValueError("a provider name must be a non-empty string")
+    with _lock:
+        _runtime[name] = provider
+
+
+def unregister_provider(name: str) -> None:
+    with _lock:
+        _runtime.pop(name, None)
+
+
+def _entry_points() -> Iterator[Any]:
+    yield from entry_points(group=ENTRY_POINT_GROUP)
+
+
+def available_providers() -> list[str]:
+    """Names of every registered provider (entry points and run-time registrations)."""
+    names = {ep.name for ep in _entry_points()}
+    with _lock:
+        names.update(_runtime)
+    return sorted(names)
+
+
+def _load(name: str, target: Any) -> type[Provider]:
+    if isinstance(target, str):
+        module, _, attr = target.partition(":")
+        try:
+            import importlib
+
+            obj: Any = importlib.import_module(module)
+            for part in attr.split(".") if attr else []:
+                obj = getattr(obj, part)
+        except Exception as exc:
+            raise ConfigurationError(f"Provider {name!r} ({target}) could not be loaded: "
+                                     f"{type(exc).__name__}: {exc}") from exc
+        target = obj
+    if not (isinstance(target, type) and issubclass(target, Provider)):
+        raise ConfigurationError(f"Provider {name!r} does not name a subclass of finetune_sdk.providers.Provider.")
+    return target
+
+
+def get_provider_class(name: str) -> type[Provider]:
+    """The provider class registered as ``name``.
+
+    Raises:
+        ConfigurationError: unknown name (the message lists the registered ones) or a
+            plugin that fails to import.
+    """
+    with _lock:
+        runtime = _runtime.get(name)
+    if runtime is not None:
+        return _load(name, runtime)
+    for ep in _entry_points():
+        if ep.name == name:
+            try:
+                target = ep.load()
+            except Exception as exc:
+                raise ConfigurationError(f"Provider {name!r} (entry point {ep.value}) could not be loaded: "
+                                         f"{type(exc).__name__}: {exc}") from exc
+            return _load(name, target)
+    known = available_providers()
+    raise ConfigurationError(f"Unknown provider {name!r}. Registered providers: {', '.join(known) or 'none'}. "
+                             f"Third-party providers register under the entry-point group '{ENTRY_POINT_GROUP}'.")
