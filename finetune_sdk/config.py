@@ -147,10 +147,10 @@ def load_profile(profile: str | None = None, *, config: str | os.PathLike[str] |
     if unknown_top:
         raise ConfigurationError(f"{path}: unknown top-level key(s) {sorted(unknown_top)}; only 'default' and "
                                  f"[profiles.NAME] tables are allowed.")
+    default = data.get("default")
+    if default is not None and not isinstance(default, str):
+        raise ConfigurationError(f"{path}: 'default' must be a profile name (a string).")
     if name is None:
-        default = data.get("default")
-        if default is not None and not isinstance(default, str):
-            raise ConfigurationError(f"{path}: 'default' must be a profile name (a string).")
         name = default
         source = f"'default' in {path}"
     if name is None:

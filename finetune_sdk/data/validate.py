@@ -317,7 +317,7 @@ class _Merger:
 
 
 def _file_checks(m: _Merger, partials: list[_Partial], examples: int, options: _Options,
-                 report_notes: list[str]) -> str | None:
+                 is_validation_file: bool) -> str | None:
     formats: dict[str, list] = {}
     offset = 0
     for p in partials:
@@ -360,7 +360,7 @@ def _file_checks(m: _Merger, partials: list[_Partial], examples: int, options: _
         if wanted and wanted not in facts.methods:
             m.add(None, "method_not_supported_by_model", "",
                   f"{options.model} does not support {wanted} fine-tuning (it supports: {', '.join(facts.methods)}).")
-    if 0 < examples < catalog.MIN_HOSTED_EXAMPLES:
+    if 0 < examples < catalog.MIN_HOSTED_EXAMPLES and not is_validation_file:
         who = "hosted providers require" if options.hosted else "hosted providers would require"
         m.add(None, "too_few_examples", "",
               f"Only {examples} example(s); {who} at least {catalog.MIN_HOSTED_EXAMPLES} (50-100 recommended).")
@@ -442,7 +442,7 @@ def _report(path: Path, options: _Options, workers: int | None, progress: Progre
     m = _Merger(options)
     m.absorb(partials)
     examples = sum(len(p.example_lines) for p in partials)
-    fmt = _file_checks(m, partials, examples, options, notes)
+    fmt = _file_checks(m, partials, examples, options, is_validation_file=train_hashes is not None)
     _duplicates(m, partials)
     if train_hashes is not None:
         _overlap(m, partials, train_hashes)
