@@ -108,6 +108,8 @@ class ProviderError(FineTuneError):
     ) -> None:
         prefix = f"[{provider}] " if provider else ""
         super().__init__(prefix + message)
+        #: The message without the provider prefix (what a wire server sends back).
+        self.detail = scrub(message)
         self.provider = provider
         self.status_code = status_code
         self.request_id = request_id

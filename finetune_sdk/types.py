@@ -28,10 +28,12 @@ __all__ = [
     "MetricPoint",
     "Checkpoint",
     "File",
+    "ModelInfo",
     "DeploySpec",
     "Deployment",
     "Usage",
     "ChatResponse",
+    "ChatDelta",
     "Severity",
     "Issue",
     "Distribution",
@@ -173,6 +175,7 @@ class Job(_Model):
     trained_tokens: int | None = None
     error: JobError | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
+    integrations: list[dict[str, Any]] = Field(default_factory=list)
     result_files: list[str] = Field(default_factory=list)
     raw: dict[str, Any] = Field(default_factory=dict, repr=False)
 
@@ -230,13 +233,25 @@ class Checkpoint(_Model):
 
 
 class File(_Model):
+    """An uploaded file. ``status`` is normalised: uploaded (processing), processed, error."""
+
     id: str
     filename: str
     bytes: int
     purpose: str
-    status: str | None = None
+    status: Literal["uploaded", "processed", "error"] = "processed"
+    status_details: str | None = None
     created_at: datetime | None = None
     raw: dict[str, Any] = Field(default_factory=dict, repr=False)
+
+
+class ModelInfo(_Model):
+    """A model a provider can serve: a base model or a fine-tune."""
+
+    id: str
+    created_at: datetime | None = None
+    owned_by: str = "system"
+    fine_tuned: bool = False
 
 
 class DeploySpec(_Model):
@@ -247,12 +262,22 @@ class DeploySpec(_Model):
 
 
 class Deployment(_Model):
-    """Something you can chat with: a fine-tuned model made callable."""
+    """Something you can chat with: a fine-tuned model made callable.
+
+    ``status`` is normalised (creating, succeeded, failed, deleting); ``raw_status`` is
+    the provider's word (Azure: provisioningState). ``ready`` is True once inference
+    answers (Azure keeps answering 404 for a while after Succeeded).
+    """
 
     name: str
     model: str
     provider: str
-    status: str = "succeeded"
+    status: Literal["creating", "succeeded", "failed", "deleting"] = "succeeded"
+    raw_status: str | None = None
+    ready: bool = True
+    created_at: datetime | None = None
+    sku: str | None = None
+    capacity: int | None = None
     base_url: str | None = None
     job_id: str | None = None
     raw: dict[str, Any] = Field(default_factory=dict, repr=False)
@@ -278,6 +303,17 @@ class ChatResponse(_Model):
     usage: Usage = Field(default_factory=Usage)
     tool_calls: list[dict[str, Any]] = Field(default_factory=list)
     raw: dict[str, Any] = Field(default_factory=dict, repr=False)
+
+    def __str__(self) -> str:
+        return self.content or ""
+
+
+class ChatDelta(_Model):
+    """One piece of a streamed reply. The last one carries ``finish_reason`` and ``usage``."""
+
+    content: str = ""
+    finish_reason: str | None = None
+    usage: Usage | None = None
 
 
 # --------------------------------------------------------------------------- datasets

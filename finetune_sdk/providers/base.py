@@ -21,7 +21,8 @@ from typing import Any, ClassVar, Iterator
 
 from ..config import ProviderSettings
 from ..errors import ConfigurationError, UnsupportedOperation
-from ..types import (ChatResponse, Checkpoint, Deployment, DeploySpec, Event, File, Job, JobSpec, MetricPoint)
+from ..types import (ChatDelta, ChatResponse, Checkpoint, Deployment, DeploySpec, Event, File, Job, JobSpec,
+                     MetricPoint, ModelInfo)
 
 __all__ = ["Capability", "Provider", "ENTRY_POINT_GROUP", "register_provider", "unregister_provider",
            "available_providers", "get_provider_class"]
@@ -33,6 +34,8 @@ class Capability(str, enum.Enum):
     """What a provider can do. Checked before every call."""
 
     UPLOAD = "upload"
+    FILES = "files"
+    MODELS = "models"
     CREATE_JOB = "create_job"
     EVENTS = "events"
     CHECKPOINTS = "checkpoints"
@@ -77,6 +80,19 @@ class Provider:
     def upload(self, path: Path, *, purpose: str = "fine-tune") -> File:
         raise self._unsupported(Capability.UPLOAD)
 
+    def get_file(self, file_id: str) -> File:
+        raise self._unsupported(Capability.FILES)
+
+    def list_files(self, *, purpose: str | None = None) -> list[File]:
+        """All files, oldest first."""
+        raise self._unsupported(Capability.FILES)
+
+    def delete_file(self, file_id: str) -> None:
+        raise self._unsupported(Capability.FILES)
+
+    def file_content(self, file_id: str) -> bytes:
+        raise self._unsupported(Capability.FILES)
+
     # -- jobs
     def create_job(self, spec: JobSpec) -> Job:
         raise self._unsupported(Capability.CREATE_JOB)
@@ -107,7 +123,12 @@ class Provider:
         raise self._unsupported(Capability.METRICS)
 
     # -- models and deployments
-    def deploy(self, job: Job, spec: DeploySpec) -> Deployment:
+    def list_models(self) -> list[ModelInfo]:
+        """Base models and fine-tunes this provider can serve."""
+        raise self._unsupported(Capability.MODELS)
+
+    def deploy(self, model: str, spec: DeploySpec) -> Deployment:
+        """Make ``model`` (a fine-tuned model or checkpoint id) callable."""
         raise self._unsupported(Capability.DEPLOY)
 
     def get_deployment(self, name: str) -> Deployment:
@@ -124,6 +145,12 @@ class Provider:
 
     def chat(self, model: str, messages: list[dict[str, Any]], **params: Any) -> ChatResponse:
         raise self._unsupported(Capability.CHAT)
+
+    def chat_stream(self, model: str, messages: list[dict[str, Any]], **params: Any) -> Iterator[ChatDelta]:
+        """Stream a reply. Providers without native streaming yield the whole reply at once."""
+        reply = self.chat(model, messages, **params)
+        yield ChatDelta(content=reply.content or "")
+        yield ChatDelta(finish_reason=reply.finish_reason or "stop", usage=reply.usage)
 
     def close(self) -> None:
         """Release connections and background resources."""

@@ -1,0 +1,709 @@
+"""A deterministic, in-process fine-tuning backend with a clock you control.
+
+It behaves like a hosted service — files are processed by our dataset validator, jobs
+move validating → queued → running (metrics events with a falling loss, one checkpoint
+per epoch, the last 3 kept) → succeeded, or fail / cancel / pause as asked — but time is
+a :class:`SimClock`: real time scaled by ``speed``, plus whatever a test adds with
+``advance()``. State is computed lazily from the clock on every call, so there are no
+background threads and runs are reproducible.
+
+Behind :mod:`finetune_sdk.server` it is the emulator of the OpenAI (``flavor="openai"``)
+and Azure OpenAI (``flavor="azure"``) fine-tuning services that the test suite talks to
+with the official ``openai`` client.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import random
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+from ..config import ProviderSettings, setting
+from ..data import catalog
+from ..data.validate import validate
+from ..errors import BadRequestError, NotFoundError, PermissionDeniedError
+from ..types import (ChatDelta, ChatResponse, Checkpoint, Deployment, DeploySpec, Event, File, Job, JobError,
+                     JobSpec, JobStatus, MetricPoint, ModelInfo, Usage, from_timestamp)
+from .base import Capability, Provider
+
+__all__ = ["SimClock", "SimTimings", "SimulatedSettings", "SimulatedProvider", "FINE_TUNABLE"]
+
+#: Base snapshots each flavor can fine-tune, and the methods each supports.
+FINE_TUNABLE: dict[str, tuple[str, ...]] = {
+    "openai": ("gpt-4o-mini-2024-07-18", "gpt-4o-2024-08-06", "gpt-4.1-2025-04-14", "gpt-4.1-mini-2025-04-14",
+               "gpt-4.1-nano-2025-04-14", "gpt-3.5-turbo-0125", "gpt-3.5-turbo-1106", "o4-mini-2025-04-16",
+               "babbage-002", "davinci-002"),
+    "azure": ("gpt-4o-mini-2024-07-18", "gpt-4o-2024-08-06", "gpt-4.1-2025-04-14", "gpt-4.1-mini-2025-04-14",
+              "gpt-4.1-nano-2025-04-14", "gpt-35-turbo-0125", "gpt-35-turbo-1106", "o4-mini-2025-04-16"),
+}
+_CREATED = 1_700_000_000  # "created" of base models
+
+
+class SimClock:
+    """Simulated time: ``start + (real seconds elapsed) * speed + advanced``.
+
+    ``speed=0`` freezes time so that only :meth:`advance` moves it.
+    """
+
+    def __init__(self, speed: float = 1.0, start: float | None = None) -> None:
+        if speed < 0:
+            raise ValueError("speed cannot be negative")
+        self._lock = threading.Lock()
+        self._speed = float(speed)
+        self._real0 = time.monotonic()
+        self._sim0 = float(start if start is not None else time.time())
+
+    def now(self) -> float:
+        with self._lock:
+            return self._sim0 + (time.monotonic() - self._real0) * self._speed
+
+    def advance(self, seconds: float) -> float:
+        """Move simulated time forward; returns the new time."""
+        if seconds < 0:
+            raise ValueError("time only moves forward")
+        with self._lock:
+            self._sim0 += seconds
+        return self.now()
+
+    @property
+    def speed(self) -> float:
+        return self._speed
+
+    @speed.setter
+    def speed(self, value: float) -> None:
+        if value < 0:
+            raise ValueError("speed cannot be negative")
+        now = self.now()
+        with self._lock:
+            self._sim0, self._real0, self._speed = now, time.monotonic(), float(value)
+
+
+@dataclass
+class SimTimings:
+    """Simulated seconds each phase takes."""
+
+    file_processing: float = 2.0
+    validation: float = 5.0
+    queue: float = 10.0
+    step: float = 2.0
+    finalize: float = 5.0
+    pausing: float = 3.0
+    deploy_accepted: float = 2.0
+    deploy_creating: float = 10.0
+    deploy_warmup: float = 30.0
+
+
+class SimulatedSettings(ProviderSettings):
+    flavor: Literal["openai", "azure"] = setting("openai", description="Which service to imitate.")
+    organization: str = setting("org-emulator", description="organization_id of jobs (OpenAI flavor).")
+    speed: float = setting(1.0, description="Simulated seconds per real second (0 freezes time).")
+    seed: int = setting(0, description="Seeds ids and metrics, for reproducible runs.")
+    data_dir: str | None = setting(None, description="Where uploaded files are kept (default: a temp folder).")
+
+
+@dataclass
+class _FileRec:
+    id: str
+    filename: str
+    bytes: int
+    purpose: str
+    created: float
+    path: Path
+    ready_at: float
+    problem: str | None = None  # validator's verdict, revealed when processing ends
+
+
+@dataclass
+class _JobRec:
+    spec: JobSpec
+    id: str
+    created: float
+    examples: int
+    tokens_per_epoch: int
+    epochs: int
+    batch_size: int
+    lrm: float
+    seed: int
+    validated_at: float
+    started_at: float
+    raw: str = "validating_files"
+    validated: bool = False
+    steps_done: int = 0
+    paused_at: float | None = None
+    paused_total: float = 0.0
+    finished_at: float | None = None
+    fail_at_step: int | None = None
+    fail_message: str = "The job failed due to an internal error."
+    error: JobError | None = None
+    events: list[Event] = field(default_factory=list)
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    metrics: list[MetricPoint] = field(default_factory=list)
+    fine_tuned_model: str | None = None
+    result_file: str | None = None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, math.ceil(self.examples / self.batch_size))
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.epochs
+
+
+@dataclass
+class _DeployRec:
+    name: str
+    model: str
+    created: float
+    sku: str
+    capacity: int
+
+
+class SimulatedProvider(Provider):
+    """The emulator's backend. See the module docstring."""
+
+    name = "simulated"
+    hosted = True
+    capabilities = frozenset(Capability)
+    Settings = SimulatedSettings
+
+    def __init__(self, settings: SimulatedSettings | None = None, *, clock: SimClock | None = None,
+                 timings: SimTimings | None = None, **_: Any) -> None:
+        super().__init__(settings)
+        s: SimulatedSettings = self.settings  # type: ignore[assignment]
+        self.flavor = s.flavor
+        self.clock = clock or SimClock(s.speed)
+        self.timings = timings or SimTimings()
+        self._rng = random.Random(s.seed)
+        self._lock = threading.RLock()
+        self._own_dir = s.data_dir is None
+        self._dir = Path(s.data_dir or tempfile.mkdtemp(prefix="finetune-sim-"))
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._files: dict[str, _FileRec] = {}
+        self._jobs: dict[str, _JobRec] = {}
+        self._deleted_models: set[str] = set()
+        self._deployments: dict[str, _DeployRec] = {}
+        self._next_outcomes: list[tuple[int | None, str]] = []
+
+    def close(self) -> None:
+        if self._own_dir:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+    # ------------------------------------------------------------------ ids and names
+    def _id(self, prefix: str, hex_len: int | None = None, alnum_len: int = 24) -> str:
+        if hex_len:
+            return prefix + "".join(self._rng.choice("0123456789abcdef") for _ in range(hex_len))
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+        return prefix + "".join(self._rng.choice(alphabet) for _ in range(alnum_len))
+
+    def _ft_name(self, rec: _JobRec) -> str:
+        if self.flavor == "azure":
+            return f"{catalog.base_model_of(rec.spec.model)}.ft-{rec.id.removeprefix('ftjob-')[-32:]}"
+        short = rec.id.removeprefix("ftjob-")[-8:]
+        return f"ft:{catalog.base_model_of(rec.spec.model)}:{self.settings.organization}:{rec.spec.suffix or ''}:{short}"  # type: ignore[attr-defined]
+
+    # ------------------------------------------------------------------ test controls
+    def fail_job(self, job_id: str, *, at_step: int | None = None, message: str | None = None) -> Job:
+        """Make a job fail: now, or when it reaches ``at_step``."""
+        with self._lock:
+            rec = self._job(job_id)
+            self._advance(rec)
+            if message:
+                rec.fail_message = message
+            if at_step is None:
+                if not JobStatus.normalise(rec.raw).is_terminal:
+                    self._fail(rec, self.clock.now(), self._internal_code, rec.fail_message)
+            else:
+                rec.fail_at_step = at_step
+                self._advance(rec)
+            return self._to_job(rec)
+
+    @property
+    def _internal_code(self) -> str:
+        return "internal_error" if self.flavor == "openai" else "internalFailure"
+
+    def plan_next_job(self, outcome: Literal["fail"] = "fail", *, at_step: int | None = 1,
+                      message: str = "The job failed due to an internal error.") -> None:
+        """The next job created fails at ``at_step`` (queued plans apply in order)."""
+        with self._lock:
+            self._next_outcomes.append((at_step, message))
+
+    # ------------------------------------------------------------------ files
+    def upload(self, path: Path, *, purpose: str = "fine-tune") -> File:
+        path = Path(path)
+        with self._lock:
+            fid = self._id("file-", hex_len=32) if self.flavor == "azure" else self._id("file-", alnum_len=22)
+            now = self.clock.now()
+            dest = self._dir / fid
+        shutil.copyfile(path, dest)
+        problem = None
+        if purpose == "fine-tune":
+            report = validate(dest, hosted=True, max_issues=3, workers=1)
+            if not report.valid:
+                first = report.errors[0]
+                where = f"Line {first.line}: " if first.line else ""
+                problem = f"Invalid file format. {where}{first.message}"
+        rec = _FileRec(fid, path.name, dest.stat().st_size, purpose, now, dest,
+                       now + self.timings.file_processing, problem)
+        with self._lock:
+            self._files[fid] = rec
+            return self._to_file(rec)
+
+    def _file(self, file_id: str) -> _FileRec:
+        rec = self._files.get(file_id)
+        if rec is None:
+            raise NotFoundError(f"No such File object: {file_id}", provider=self.name, status_code=404,
+                                code="file_not_found" if self.flavor == "openai" else "notFound", param="file_id")
+        return rec
+
+    def _to_file(self, rec: _FileRec) -> File:
+        ready = self.clock.now() >= rec.ready_at
+        status = "uploaded" if not ready else ("error" if rec.problem else "processed")
+        return File(id=rec.id, filename=rec.filename, bytes=rec.bytes, purpose=rec.purpose, status=status,
+                    status_details=rec.problem if ready else None, created_at=from_timestamp(int(rec.created)))
+
+    def get_file(self, file_id: str) -> File:
+        with self._lock:
+            return self._to_file(self._file(file_id))
+
+    def list_files(self, *, purpose: str | None = None) -> list[File]:
+        with self._lock:
+            return [self._to_file(r) for r in sorted(self._files.values(), key=lambda r: (r.created, r.id))
+                    if purpose is None or r.purpose == purpose]
+
+    def delete_file(self, file_id: str) -> None:
+        with self._lock:
+            rec = self._file(file_id)
+            del self._files[file_id]
+        rec.path.unlink(missing_ok=True)
+
+    def file_content(self, file_id: str) -> bytes:
+        with self._lock:
+            rec = self._file(file_id)
+        return rec.path.read_bytes()
+
+    def _store_bytes(self, filename: str, data: bytes, purpose: str) -> str:
+        fid = self._id("file-", hex_len=32) if self.flavor == "azure" else self._id("file-", alnum_len=22)
+        dest = self._dir / fid
+        dest.write_bytes(data)
+        now = self.clock.now()
+        self._files[fid] = _FileRec(fid, filename, len(data), purpose, now, dest, now)
+        return fid
+
+    # ------------------------------------------------------------------ jobs
+    def create_job(self, spec: JobSpec) -> Job:
+        with self._lock:
+            base = catalog.base_model_of(spec.model)
+            ft_parent = spec.model.startswith("ft:") or ".ft-" in spec.model
+            if ft_parent and not any(r.fine_tuned_model == spec.model for r in self._jobs.values()):
+                raise BadRequestError(f"Model {spec.model} is not available for fine-tuning or does not exist.",
+                                      provider=self.name, status_code=400, code="model_not_available", param="model")
+            if base not in FINE_TUNABLE[self.flavor]:
+                msg = ("The specified base model does not support fine-tuning." if self.flavor == "azure"
+                       else f"Model {spec.model} is not available for fine-tuning or does not exist.")
+                raise BadRequestError(msg, provider=self.name, status_code=400,
+                                      code="invalidPayload" if self.flavor == "azure" else "model_not_available",
+                                      param="model")
+            facts = catalog.lookup(base)
+            if facts is not None and spec.method not in facts.methods:
+                raise BadRequestError(f"Model {spec.model} does not support the {spec.method} method.",
+                                      provider=self.name, status_code=400, code="invalid_request", param="method")
+            training = self._file(spec.training_file)
+            for fid in filter(None, [spec.validation_file]):
+                self._file(fid)
+            now = self.clock.now()
+            job_id = self._id("ftjob-", hex_len=32) if self.flavor == "azure" else self._id("ftjob-")
+        report = validate(training.path, model=base, hosted=True, max_issues=1, workers=1,
+                          method=spec.method if spec.method != "supervised" else None)
+        examples = max(1, report.examples)
+        tokens = report.estimate.tokens_per_epoch if report.estimate else 0
+        hp = spec.hyperparameters
+        from ..data.estimate import auto_epochs
+
+        epochs = hp.n_epochs if isinstance(hp.n_epochs, int) else auto_epochs(examples)
+        batch = hp.batch_size if isinstance(hp.batch_size, int) else max(1, min(256, examples // 50 or 1))
+        lrm = hp.learning_rate_multiplier if isinstance(hp.learning_rate_multiplier, (int, float)) else 1.8
+        with self._lock:
+            validated = max(now + self.timings.validation, training.ready_at)
+            seed = spec.seed if spec.seed is not None else self._rng.randrange(2**31)
+            rec = _JobRec(spec=spec, id=job_id, created=now, examples=examples, tokens_per_epoch=tokens,
+                          epochs=epochs, batch_size=batch, lrm=float(lrm), seed=seed, validated_at=validated,
+                          started_at=validated + self.timings.queue,
+                          raw="pending" if self.flavor == "azure" else "validating_files")
+            if self._next_outcomes:
+                rec.fail_at_step, rec.fail_message = self._next_outcomes.pop(0)
+            if self.flavor == "azure":
+                self._event(rec, now, "Job enqueued. Waiting for jobs ahead to complete.")
+            else:
+                self._event(rec, now, f"Validating training file: {spec.training_file}")
+            self._jobs[job_id] = rec
+            return self._to_job(rec)
+
+    def _job(self, job_id: str) -> _JobRec:
+        rec = self._jobs.get(job_id)
+        if rec is None:
+            raise NotFoundError(f"Could not find fine-tune: {job_id}", provider=self.name, status_code=404,
+                                code="fine_tune_not_found" if self.flavor == "openai" else "notFound",
+                                param="fine_tuning_job_id")
+        return rec
+
+    def get_job(self, job_id: str) -> Job:
+        with self._lock:
+            rec = self._job(job_id)
+            self._advance(rec)
+            return self._to_job(rec)
+
+    def list_jobs(self, *, limit: int | None = None, metadata: dict[str, str] | None = None) -> list[Job]:
+        with self._lock:
+            recs = sorted(self._jobs.values(), key=lambda r: (r.created, r.id), reverse=True)
+            out = []
+            for rec in recs:
+                if metadata and any(rec.spec.metadata.get(k) != v for k, v in metadata.items()):
+                    continue
+                self._advance(rec)
+                out.append(self._to_job(rec))
+                if limit is not None and len(out) >= limit:
+                    break
+            return out
+
+    def cancel_job(self, job_id: str) -> Job:
+        with self._lock:
+            rec = self._job(job_id)
+            self._advance(rec)
+            if JobStatus.normalise(rec.raw).is_terminal:
+                raise BadRequestError(f"Job {job_id} has already {rec.raw}; it cannot be cancelled.",
+                                      provider=self.name, status_code=400,
+                                      code="unexpectedEntityState" if self.flavor == "azure" else "invalid_state")
+            now = self.clock.now()
+            rec.raw, rec.finished_at = "cancelled", now
+            self._event(rec, now, "Job cancelled." if self.flavor == "azure" else "Fine-tuning job cancelled")
+            return self._to_job(rec)
+
+    def pause_job(self, job_id: str) -> Job:
+        with self._lock:
+            rec = self._job(job_id)
+            self._advance(rec)
+            if rec.raw != "running" or (self.flavor == "azure" and rec.steps_done < 1):
+                raise BadRequestError(
+                    f"Job {job_id} is {rec.raw}; only running jobs"
+                    + (" that have trained for at least one step" if self.flavor == "azure" else "")
+                    + " can be paused.", provider=self.name, status_code=400,
+                    code="unexpectedEntityState" if self.flavor == "azure" else "invalid_state")
+            now = self.clock.now()
+            rec.paused_at = now
+            rec.raw = "pausing" if self.flavor == "azure" else "paused"
+            self._event(rec, now, "Job pausing." if self.flavor == "azure" else "Fine-tuning job paused")
+            return self._to_job(rec)
+
+    def resume_job(self, job_id: str) -> Job:
+        with self._lock:
+            rec = self._job(job_id)
+            self._advance(rec)
+            if rec.paused_at is None:
+                raise BadRequestError(f"Job {job_id} is {rec.raw}; only paused jobs can be resumed.",
+                                      provider=self.name, status_code=400,
+                                      code="unexpectedEntityState" if self.flavor == "azure" else "invalid_state")
+            now = self.clock.now()
+            rec.paused_total += now - rec.paused_at
+            rec.paused_at = None
+            rec.raw = "running"
+            self._event(rec, now, "Job resumed." if self.flavor == "azure" else "Fine-tuning job resumed")
+            return self._to_job(rec)
+
+    def list_events(self, job_id: str, *, after: str | None = None) -> list[Event]:
+        with self._lock:
+            rec = self._job(job_id)
+            self._advance(rec)
+            events = list(rec.events)
+        if after is not None:
+            ids = [e.id for e in events]
+            events = events[ids.index(after) + 1:] if after in ids else events
+        return events
+
+    def list_checkpoints(self, job_id: str) -> list[Checkpoint]:
+        with self._lock:
+            rec = self._job(job_id)
+            self._advance(rec)
+            return list(rec.checkpoints)
+
+    def metrics(self, job_id: str) -> list[MetricPoint]:
+        with self._lock:
+            rec = self._job(job_id)
+            self._advance(rec)
+            return list(rec.metrics)
+
+    # ------------------------------------------------------------------ the timeline
+    def _event(self, rec: _JobRec, at: float, message: str, *, level: str = "info",
+               data: dict[str, Any] | None = None) -> None:
+        eid = self._id("ftevent-", hex_len=32) if self.flavor == "azure" else self._id("ftevent-")
+        rec.events.append(Event(id=eid, created_at=from_timestamp(at), level=level, message=message,  # type: ignore[arg-type]
+                                type="metrics" if data else "message", data=data or {}))
+
+    def _fail(self, rec: _JobRec, at: float, code: str, message: str, param: str | None = None) -> None:
+        rec.raw, rec.finished_at = "failed", at
+        rec.error = JobError(code=code, message=message, param=param)
+        self._event(rec, at, message, level="error")
+
+    def _advance(self, rec: _JobRec) -> None:
+        """Bring a job's state up to the clock's now, emitting what happened in between."""
+        now = self.clock.now()
+        if not rec.validated and now >= rec.validated_at and rec.raw in ("validating_files", "pending"):
+            rec.validated = True
+            training = self._files.get(rec.spec.training_file)
+            problem = training.problem if training else "The training file was deleted."
+            if problem:
+                self._fail(rec, rec.validated_at, "invalid_training_file" if self.flavor == "openai"
+                           else "jsonlValidationFailed",
+                           f"The job failed due to a file format error in the training file. {problem}",
+                           "training_file")
+                return
+            if self.flavor == "openai":
+                rec.raw = "queued"
+                self._event(rec, rec.validated_at, "Files validated, moving job to queued state")
+        if rec.validated and rec.raw in ("queued", "pending") and now >= rec.started_at:
+            rec.raw = "running"
+            self._event(rec, rec.started_at, "Job started." if self.flavor == "azure" else "Fine-tuning job started")
+        if rec.raw == "pausing" and rec.paused_at is not None and now >= rec.paused_at + self.timings.pausing:
+            rec.raw = "paused"
+            self._event(rec, rec.paused_at + self.timings.pausing, "Job paused.")
+        if rec.raw not in ("running", "pausing", "paused"):
+            return
+        origin = rec.started_at + rec.paused_total
+        if rec.fail_at_step is not None and rec.steps_done >= rec.fail_at_step:
+            self._fail(rec, max(origin + rec.steps_done * self.timings.step, rec.started_at), self._internal_code,
+                       rec.fail_message)
+            return
+        horizon = rec.paused_at if rec.paused_at is not None else now
+        due = min(rec.total_steps, int(max(0.0, horizon - origin) // self.timings.step))
+        while rec.steps_done < due:
+            step = rec.steps_done + 1
+            at = origin + step * self.timings.step
+            self._step(rec, step, at)
+            if rec.fail_at_step is not None and step >= rec.fail_at_step:
+                self._fail(rec, at, self._internal_code, rec.fail_message)
+                return
+        done_at = origin + rec.total_steps * self.timings.step + self.timings.finalize
+        if rec.steps_done == rec.total_steps and rec.paused_at is None and now >= done_at:
+            self._succeed(rec, done_at)
+
+    def _point(self, rec: _JobRec, step: int) -> MetricPoint:
+        p = step / rec.total_steps
+        jitter = random.Random(f"{rec.seed}:{step}").uniform(-0.04, 0.04)
+        train_loss = round(0.12 + 2.1 * math.exp(-4.0 * p) + jitter, 4)
+        acc = round(min(0.999, 0.5 + 0.45 * (1 - math.exp(-4.0 * p)) - jitter / 2), 4)
+        point = MetricPoint(step=step, epoch=round(step / rec.steps_per_epoch, 4), train_loss=train_loss,
+                            train_token_accuracy=acc)
+        if rec.spec.validation_file:
+            point.valid_loss = round(train_loss * 1.12 + 0.03, 4)
+            point.valid_token_accuracy = round(acc * 0.97, 4)
+            if step % rec.steps_per_epoch == 0:
+                point.full_valid_loss = round(train_loss * 1.1 + 0.05, 4)
+                point.full_valid_token_accuracy = round(acc * 0.96, 4)
+        return point
+
+    def _step(self, rec: _JobRec, step: int, at: float) -> None:
+        point = self._point(rec, step)
+        rec.metrics.append(point)
+        rec.steps_done = step
+        data: dict[str, Any] = {"step": step, "train_loss": point.train_loss, "total_steps": rec.total_steps,
+                                "train_mean_token_accuracy": point.train_token_accuracy}
+        msg = f"Step {step}/{rec.total_steps}: training loss={point.train_loss:.2f}"
+        if point.valid_loss is not None:
+            data.update(valid_loss=point.valid_loss, valid_mean_token_accuracy=point.valid_token_accuracy)
+            msg += f", validation loss={point.valid_loss:.2f}"
+        if point.full_valid_loss is not None:
+            data.update(full_valid_loss=point.full_valid_loss,
+                        full_valid_mean_token_accuracy=point.full_valid_token_accuracy)
+            msg += f", full validation loss={point.full_valid_loss:.2f}"
+        self._event(rec, at, msg, data=data)
+        if step % rec.steps_per_epoch == 0:
+            if rec.fine_tuned_model is None:
+                rec.fine_tuned_model = self._ft_name(rec)
+            ckpt = Checkpoint(id=self._id("ftckpt_"), step=step, created_at=from_timestamp(at),
+                              model=f"{rec.fine_tuned_model}:ckpt-step-{step}", metrics=point)
+            rec.checkpoints = (rec.checkpoints + [ckpt])[-3:]
+            if self.flavor == "openai":
+                self._event(rec, at, f"Checkpoint created at step {step}")
+
+    def _succeed(self, rec: _JobRec, at: float) -> None:
+        rec.fine_tuned_model = rec.fine_tuned_model or self._ft_name(rec)
+        rec.raw, rec.finished_at = "succeeded", at
+        rec.result_file = self._store_bytes("results.csv" if self.flavor == "azure" else "step_metrics.csv",
+                                            self._results_csv(rec), "fine-tune-results")
+        if self.flavor == "azure":
+            self._event(rec, at, "Job succeeded.")
+        else:
+            self._event(rec, at, f"New fine-tuned model created: {rec.fine_tuned_model}")
+            self._event(rec, at, "The job has successfully completed")
+
+    def _results_csv(self, rec: _JobRec) -> bytes:
+        if self.flavor == "azure":
+            cols = ["step", "train_loss", "train_mean_token_accuracy", "valid_loss", "validation_mean_token_accuracy",
+                    "full_valid_loss", "full_valid_mean_token_accuracy"]
+            attrs = ["step", "train_loss", "train_token_accuracy", "valid_loss", "valid_token_accuracy",
+                     "full_valid_loss", "full_valid_token_accuracy"]
+        else:
+            cols = ["step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy"]
+            attrs = ["step", "train_loss", "train_token_accuracy", "valid_loss", "valid_token_accuracy"]
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(cols)
+        for point in rec.metrics:
+            writer.writerow(["" if getattr(point, a) is None else getattr(point, a) for a in attrs])
+        return buf.getvalue().encode()
+
+    def _to_job(self, rec: _JobRec) -> Job:
+        started = rec.raw not in ("validating_files", "queued", "pending") or rec.steps_done > 0
+        hp = rec.spec.hyperparameters
+        hyper: dict[str, Any] = {
+            "n_epochs": rec.epochs if started else (hp.n_epochs or "auto"),
+            "batch_size": rec.batch_size if started else (hp.batch_size or "auto"),
+            "learning_rate_multiplier": rec.lrm if started else (hp.learning_rate_multiplier or "auto"),
+        }
+        if rec.spec.method == "dpo":
+            hyper["beta"] = hp.beta if hp.beta is not None else ("auto" if not started else 0.1)
+        eta = None
+        if rec.raw == "running" and rec.paused_at is None:
+            eta = from_timestamp(int(rec.started_at + rec.paused_total + rec.total_steps * self.timings.step
+                                     + self.timings.finalize))
+        succeeded = rec.raw == "succeeded"
+        return Job(
+            id=rec.id, provider=self.name, status=JobStatus.normalise(rec.raw, provider=self.name), raw_status=rec.raw,
+            model=rec.spec.model, fine_tuned_model=rec.fine_tuned_model if succeeded else None,
+            created_at=from_timestamp(int(rec.created)),
+            finished_at=from_timestamp(int(rec.finished_at)) if rec.finished_at else None, estimated_finish=eta,
+            training_file=rec.spec.training_file, validation_file=rec.spec.validation_file, method=rec.spec.method,
+            hyperparameters=hyper, suffix=rec.spec.suffix, seed=rec.seed,
+            trained_tokens=rec.tokens_per_epoch * rec.epochs if succeeded else None, error=rec.error,
+            metadata=dict(rec.spec.metadata), integrations=list(rec.spec.integrations),
+            result_files=[rec.result_file] if rec.result_file else [],
+        )
+
+    # ------------------------------------------------------------------ models and chat
+    def _ft_models(self) -> dict[str, _JobRec]:
+        models: dict[str, _JobRec] = {}
+        for rec in self._jobs.values():
+            self._advance(rec)
+            if rec.raw == "succeeded" and rec.fine_tuned_model and rec.fine_tuned_model not in self._deleted_models:
+                models[rec.fine_tuned_model] = rec
+                for ck in rec.checkpoints:
+                    if ck.model:
+                        models[ck.model] = rec
+        return models
+
+    def list_models(self) -> list[ModelInfo]:
+        with self._lock:
+            base = [ModelInfo(id=m, created_at=from_timestamp(_CREATED), owned_by="system")
+                    for m in FINE_TUNABLE[self.flavor]]
+            tuned = [ModelInfo(id=name, created_at=from_timestamp(int(rec.finished_at or rec.created)),
+                               owned_by=self.settings.organization, fine_tuned=True)  # type: ignore[attr-defined]
+                     for name, rec in self._ft_models().items() if ":ckpt-step-" not in name]
+            return base + tuned
+
+    def delete_model(self, model: str) -> None:
+        with self._lock:
+            if model in FINE_TUNABLE[self.flavor]:
+                raise PermissionDeniedError("You have insufficient permissions for this operation: base models "
+                                            "cannot be deleted.", provider=self.name, status_code=403,
+                                            code="insufficient_permissions", param="model")
+            if model not in self._ft_models():
+                raise NotFoundError(f"The model '{model}' does not exist", provider=self.name, status_code=404,
+                                    code="model_not_found", param="model")
+            self._deleted_models.add(model)
+
+    def _require_model(self, model: str) -> bool:
+        """True for a fine-tune, False for a base model; NotFoundError otherwise."""
+        if model in FINE_TUNABLE[self.flavor]:
+            return False
+        if model in self._ft_models():
+            return True
+        raise NotFoundError(f"The model `{model}` does not exist or you do not have access to it.",
+                            provider=self.name, status_code=404, code="model_not_found", param="model")
+
+    def _reply(self, model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> tuple[str, str, Usage]:
+        with self._lock:
+            tuned = self._require_model(model)
+        last = next((m.get("content") for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"),
+                    "")
+        if isinstance(last, list):
+            last = " ".join(p.get("text", "") for p in last if isinstance(p, dict))
+        text = f"{'Fine-tuned' if tuned else 'Base'} model {model} (simulated) answers: {str(last)[:200]}"
+        finish = "stop"
+        for stop in ([params["stop"]] if isinstance(params.get("stop"), str) else params.get("stop") or []):
+            if stop and stop in text:
+                text = text[: text.index(stop)]
+        words = text.split(" ")
+        limit = params.get("max_completion_tokens") or params.get("max_tokens")
+        if limit is not None and len(words) > limit:
+            words, finish = words[:limit], "length"
+        text = " ".join(words)
+        prompt = sum(len(str(m.get("content", "")).split()) + 4 for m in messages if isinstance(m, dict))
+        return text, finish, Usage(prompt_tokens=prompt, completion_tokens=len(words),
+                                   total_tokens=prompt + len(words))
+
+    def chat(self, model: str, messages: list[dict[str, Any]], **params: Any) -> ChatResponse:
+        text, finish, usage = self._reply(model, messages, params)
+        return ChatResponse(content=text, model=model, finish_reason=finish, usage=usage)
+
+    def chat_stream(self, model: str, messages: list[dict[str, Any]], **params: Any) -> Iterator[ChatDelta]:
+        text, finish, usage = self._reply(model, messages, params)
+        words = text.split(" ")
+        for i, word in enumerate(words):
+            yield ChatDelta(content=word if i == len(words) - 1 else word + " ")
+        yield ChatDelta(finish_reason=finish, usage=usage)
+
+    # ------------------------------------------------------------------ deployments (Azure-like)
+    def _to_deployment(self, rec: _DeployRec) -> Deployment:
+        t, age = self.timings, self.clock.now() - rec.created
+        if age < t.deploy_accepted:
+            raw, status = "Accepted", "creating"
+        elif age < t.deploy_accepted + t.deploy_creating:
+            raw, status = "Creating", "creating"
+        else:
+            raw, status = "Succeeded", "succeeded"
+        ready = age >= t.deploy_accepted + t.deploy_creating + t.deploy_warmup
+        return Deployment(name=rec.name, model=rec.model, provider=self.name, status=status,  # type: ignore[arg-type]
+                          raw_status=raw, ready=ready, created_at=from_timestamp(int(rec.created)), sku=rec.sku,
+                          capacity=rec.capacity)
+
+    def deploy(self, model: str, spec: DeploySpec) -> Deployment:
+        with self._lock:
+            if model not in self._ft_models() and model not in FINE_TUNABLE[self.flavor]:
+                raise BadRequestError(f"The model '{model}' was not found or is not a fine-tuned model of this "
+                                      f"resource.", provider=self.name, status_code=400, code="DeploymentModelNotFound",
+                                      param="properties.model.name")
+            name = spec.name or model.replace(":", "-")
+            existing = self._deployments.get(name)
+            if existing is not None and existing.model == model:
+                existing.sku, existing.capacity = spec.sku or existing.sku, spec.capacity or existing.capacity
+                return self._to_deployment(existing)
+            rec = _DeployRec(name=name, model=model, created=self.clock.now(), sku=spec.sku or "Standard",
+                             capacity=spec.capacity or 1)
+            self._deployments[name] = rec
+            return self._to_deployment(rec)
+
+    def get_deployment(self, name: str) -> Deployment:
+        with self._lock:
+            rec = self._deployments.get(name)
+            if rec is None:
+                raise NotFoundError(f"The deployment '{name}' was not found.", provider=self.name, status_code=404,
+                                    code="DeploymentNotFound")
+            return self._to_deployment(rec)
+
+    def list_deployments(self) -> list[Deployment]:
+        with self._lock:
+            return [self._to_deployment(r) for r in self._deployments.values()]
+
+    def delete_deployment(self, name: str) -> None:
+        with self._lock:
+            if self._deployments.pop(name, None) is None:
+                raise NotFoundError(f"The deployment '{name}' was not found.", provider=self.name, status_code=404,
+                                    code="DeploymentNotFound")
