@@ -3,6 +3,7 @@
 The public face; everything here is a re-export.
 """
 
+from .client import FineTuneClient
 from .config import Profile, ProviderSettings, finetune_home, load_profile
 from .data import convert, estimate, split, validate
 from .errors import (AuthenticationError, BadRequestError, ConfigurationError, ConflictError, DatasetError,
@@ -16,6 +17,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    "FineTuneClient",
     # datasets
     "validate", "estimate", "convert", "split",
     # configuration and providers

@@ -170,7 +170,14 @@ class ServerError(ProviderError):
 
 
 class ProviderConnectionError(ProviderError):
-    """No response: connection refused or dropped, or a timeout."""
+    """No response: connection refused or dropped, or a timeout (``timed_out``).
+
+    After a timeout the request may still be executed later by the service.
+    """
+
+    def __init__(self, message: str, *, timed_out: bool = False, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.timed_out = timed_out
 
     @property
     def retryable(self) -> bool:

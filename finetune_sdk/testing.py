@@ -27,7 +27,27 @@ from typing import Any, Iterator, Literal
 from .providers.simulated import SimClock, SimTimings, SimulatedProvider, SimulatedSettings
 from .server import FaultPlan, ServerConfig, create_app
 
-__all__ = ["Emulator", "emulator"]
+__all__ = ["Emulator", "emulator", "StaticTokenCredential"]
+
+
+class StaticTokenCredential:
+    """An azure-identity ``TokenCredential`` for tests: a fixed token per scope.
+
+    ``StaticTokenCredential({"https://management.azure.com/.default": "arm", "*": "data"})``
+    """
+
+    def __init__(self, tokens: dict[str, str] | str) -> None:
+        self.tokens = {"*": tokens} if isinstance(tokens, str) else dict(tokens)
+        self.calls: list[tuple[str, ...]] = []
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from azure.core.credentials import AccessToken
+
+        self.calls.append(scopes)
+        token = next((self.tokens[s] for s in scopes if s in self.tokens), self.tokens.get("*"))
+        if token is None:
+            raise RuntimeError(f"no test token for scopes {scopes}")
+        return AccessToken(token, int(time.time()) + 3600)
 
 
 class _QuietInjectedFaults(logging.Filter):
@@ -139,6 +159,19 @@ class Emulator:
         import openai
 
         return openai.OpenAI(base_url=self.openai_base_url, api_key=self.api_key, **kwargs)
+
+    def credential(self) -> StaticTokenCredential:
+        """A TokenCredential giving this emulator's Entra token and ARM token."""
+        return StaticTokenCredential({"https://management.azure.com/.default": self.arm_token, "*": self.azure_token})
+
+    def client_settings(self, provider: str) -> dict[str, Any]:
+        """Keyword arguments for ``FineTuneClient(provider, **...)`` pointing at this emulator."""
+        if provider == "openai":
+            return {"api_key": self.api_key, "base_url": self.openai_base_url}
+        if provider == "azure":
+            return {"endpoint": self.azure_endpoint, "api_key": self.api_key, "subscription_id": "sub-emulator",
+                    "resource_group": "rg-emulator", "account": "acct-emulator", "arm_endpoint": self.arm_endpoint}
+        raise ValueError(f"the emulator speaks openai and azure, not {provider!r}")
 
     def azure_client(self, api_version: str = "2025-04-01-preview", **kwargs: Any) -> Any:
         import openai

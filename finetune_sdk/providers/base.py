@@ -146,6 +146,10 @@ class Provider:
     def chat(self, model: str, messages: list[dict[str, Any]], **params: Any) -> ChatResponse:
         raise self._unsupported(Capability.CHAT)
 
+    def chat_target(self, deployment: Deployment) -> str:
+        """What to pass as ``model`` to chat with a deployment (Azure: its name)."""
+        return deployment.model
+
     def chat_stream(self, model: str, messages: list[dict[str, Any]], **params: Any) -> Iterator[ChatDelta]:
         """Stream a reply. Providers without native streaming yield the whole reply at once."""
         reply = self.chat(model, messages, **params)

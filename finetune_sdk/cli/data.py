@@ -1,49 +1,18 @@
-"""The ``finetune`` command line.
-
-Exit codes (stable): 0 success; 1 the command ran and found a problem (dataset errors,
-a failed job); 2 usage or configuration error; 130 interrupted.
-"""
+"""Dataset commands: validate, estimate, convert, split."""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import typer
-from rich.console import Console
 
-from . import __version__
-from .errors import ConfigurationError, FineTuneError
-from .types import DatasetReport, Estimate, Issue
+from ..errors import FineTuneError
+from ..types import DatasetReport, Estimate, Issue
+from . import EXIT_OK, EXIT_PROBLEM, ExistingFile, app, err, fail, out
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
-                  help="Fine-tune chat LLMs on OpenAI, Azure OpenAI or your own hardware.")
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _SHOWN_ISSUES = 10
-
-ExistingFile = typer.Argument(..., exists=True, dir_okay=False, readable=True, resolve_path=False)
-
-
-def _version(value: bool) -> None:
-    if value:
-        out.print(f"finetune-sdk {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")) -> None:
-    """finetune: validate datasets, train, follow, deploy and chat — on any provider."""
-
-
-def _fail(message: str, code: int = EXIT_USAGE) -> None:
-    err.print(f"[red]error:[/red] {message}", markup=True)
-    raise typer.Exit(code)
 
 
 def _progress() -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
@@ -127,10 +96,10 @@ def validate(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Check a JSONL dataset before spending anything: every problem, with line and fix."""
-    from .data import validate as run
+    from ..data import validate as run
 
     if method is not None and method not in ("supervised", "dpo", "reinforcement"):
-        _fail(f"--method must be supervised, dpo or reinforcement, not {method!r}")
+        fail(f"--method must be supervised, dpo or reinforcement, not {method!r}")
     update, stop = _progress() if not as_json else (None, lambda: None)
     try:
         report = run(file, model=model, method=method, validation_file=validation, n_epochs=epochs,
@@ -155,12 +124,12 @@ def estimate(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Count billing tokens and estimate the training cost."""
-    from .data import estimate as run
+    from ..data import estimate as run
 
     try:
         est = run(file, model=model, n_epochs=epochs)
     except FineTuneError as exc:
-        _fail(str(exc), EXIT_PROBLEM)
+        fail(str(exc), EXIT_PROBLEM)
     if as_json:
         print(json.dumps(est.model_dump(mode="json"), ensure_ascii=False))
     else:
@@ -175,20 +144,20 @@ def convert(
     dedupe: bool = typer.Option(True, "--dedupe/--keep-duplicates", help="Drop exact duplicates."),
 ) -> None:
     """Convert alpaca, ShareGPT or prompt/completion JSONL into the chat format."""
-    from .data.convert import SOURCE_FORMATS, convert as run
+    from ..data.convert import SOURCE_FORMATS, convert as run
 
     if from_format not in SOURCE_FORMATS:
-        _fail(f"--from must be one of {', '.join(SOURCE_FORMATS)}, not {from_format!r}")
+        fail(f"--from must be one of {', '.join(SOURCE_FORMATS)}, not {from_format!r}")
     try:
         result = run(source, output, from_format=from_format, dedupe=dedupe)  # type: ignore[arg-type]
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     out.print(f"wrote {result.written:,} examples to {result.output}; dropped {result.duplicates:,} duplicates; "
               f"skipped {result.skipped_count:,} lines", markup=False)
     for issue in result.skipped[:_SHOWN_ISSUES]:
         out.print(f"  line {issue.line} {issue.path} [{issue.code}] {issue.message}", markup=False)
     if result.written == 0:
-        _fail("nothing was converted", EXIT_PROBLEM)
+        fail("nothing was converted", EXIT_PROBLEM)
 
 
 @app.command()
@@ -200,91 +169,15 @@ def split(
     validation_out: Optional[Path] = typer.Option(None, "--validation-out", dir_okay=False),
 ) -> None:
     """Split a JSONL file into de-duplicated training and validation files."""
-    from .data.convert import split as run
+    from ..data.convert import split as run
 
     try:
         r = run(file, validation_fraction=validation_fraction, seed=seed, train_output=train_out,
                 validation_output=validation_out)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     out.print(f"train: {r.train_examples:,} examples -> {r.train}\nvalidation: {r.validation_examples:,} examples -> "
               f"{r.validation}\nremoved {r.duplicates_removed:,} duplicates; skipped {r.skipped_lines:,} "
               f"unparseable lines", markup=False)
 
 
-@app.command()
-def emulator(
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
-    port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port (0: any free port)."),
-    dialect: str = typer.Option("both", "--dialect", help="openai | azure | both"),
-    speed: float = typer.Option(1.0, "--speed", min=0.0, help="Simulated seconds per real second (0: frozen)."),
-    faults: Optional[str] = typer.Option(None, "--faults", help="Fault spec, e.g. 'POST /v1/fine_tuning/jobs: 429@0.3'"),
-    api_key: str = typer.Option("sk-emulator-key", "--api-key", help="The key clients must send."),
-    seed: int = typer.Option(0, "--seed", help="Seeds ids, metrics and fault draws."),
-) -> None:
-    """Run the OpenAI / Azure OpenAI fine-tuning emulator until interrupted."""
-    import time
-
-    if dialect not in ("openai", "azure", "both"):
-        _fail(f"--dialect must be openai, azure or both, not {dialect!r}")
-    try:
-        from .testing import Emulator
-    except ImportError as exc:
-        _fail(f"the emulator needs the serve extra: pip install 'finetune-sdk[serve]' ({exc})")
-    try:
-        emu = Emulator(dialect=dialect, speed=speed, faults=faults, api_key=api_key, host=host, port=port,  # type: ignore[arg-type]
-                       seed=seed).start()
-    except ValueError as exc:
-        _fail(f"invalid --faults: {exc}")
-    except RuntimeError as exc:
-        _fail(str(exc), EXIT_PROBLEM)
-    lines = [f"finetune emulator on {emu.base_url} (speed {speed}x)"]
-    if emu.openai is not None:
-        lines.append(f"  OpenAI:  OpenAI(base_url=\"{emu.openai_base_url}\", api_key=\"{api_key}\")")
-    if emu.azure is not None:
-        lines.append(f"  Azure:   AzureOpenAI(azure_endpoint=\"{emu.azure_endpoint}\", api_key=\"{api_key}\", "
-                     f"api_version=\"2025-04-01-preview\")  # Entra token: {emu.azure_token}")
-        lines.append(f"  ARM:     {emu.arm_endpoint}/subscriptions/...  (Authorization: Bearer {emu.arm_token})")
-    lines.append(f"  control: POST {emu.base_url}/_emulator/clock {{\"advance\": 60}}; PUT /_emulator/faults")
-    out.print("\n".join(lines), markup=False)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        emu.stop()
-        out.print("emulator stopped", markup=False)
-
-
-@app.command()
-def demo() -> None:
-    """The whole journey on the embedded default model, on this machine."""
-    from .datasets import path as dataset_path
-
-    train = dataset_path("contacts", "train")
-    out.print(f"Bundled dataset: {train}", markup=False)
-    from .data import validate as run
-
-    report = run(train, model=None, validation_file=dataset_path("contacts", "validation"))
-    _print_report(report)
-    raise typer.Exit(EXIT_OK if report.ok else EXIT_PROBLEM)
-
-
-def main(argv: list[str] | None = None) -> Any:
-    """Console-script entry point."""
-    try:
-        return app(args=argv, prog_name="finetune")
-    except ConfigurationError as exc:
-        err.print(f"error: {exc}", markup=False)
-        sys.exit(EXIT_USAGE)
-    except FineTuneError as exc:
-        err.print(f"error: {exc}", markup=False)
-        sys.exit(EXIT_PROBLEM)
-    except KeyboardInterrupt:
-        err.print("interrupted", markup=False)
-        sys.exit(EXIT_INTERRUPTED)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

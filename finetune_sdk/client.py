@@ -1,0 +1,429 @@
+"""``FineTuneClient``: one API over every provider. Orchestration only — providers translate,
+the core (validation, waiting, retries, idempotency, the ledger) is shared.
+
+::
+
+    client = FineTuneClient.from_config(profile="azure")     # or FineTuneClient(provider="openai", api_key=...)
+    report = client.validate("train.jsonl", model="gpt-4o-mini-2024-07-18")
+    job = client.jobs.create(model="gpt-4o-mini-2024-07-18", training_file="train.jsonl", suffix="recipes")
+    for event in client.jobs.follow(job.id): print(event.message)
+    job = client.jobs.wait(job.id, timeout=3600)
+    deployment = client.deployments.create(job, name="recipes")
+    print(client.chat(deployment, "What goes with basil?"))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from ._secrets import get_logger
+from .config import Profile, finetune_home, load_profile
+from .data.validate import validate as validate_dataset
+from .errors import (ConfigurationError, DatasetError, FineTuneError, ProviderConnectionError, ProviderError,
+                     WaitTimeout)
+from .ledger import Ledger
+from .metrics import Metrics
+from .providers.base import Capability, Provider, get_provider_class
+from .retry import RetryPolicy, is_retryable
+from .types import (ChatDelta, ChatResponse, Checkpoint, DatasetReport, Deployment, DeploySpec, Event, File,
+                    Hyperparameters, Job, JobSpec, ModelInfo)
+from .waiting import PollSchedule, Waiter
+
+__all__ = ["FineTuneClient", "IDEMPOTENCY_KEY"]
+
+_log = get_logger(__name__)
+
+#: The metadata key under which a job's idempotency key is stored (visible in the provider's UI).
+IDEMPOTENCY_KEY = "finetune_idempotency_key"
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _looks_like_path(value: Any) -> bool:
+    if isinstance(value, Path):
+        return True
+    return isinstance(value, str) and (os.path.exists(value) or value.endswith((".jsonl", ".json")) or os.sep in value)
+
+
+class Files:
+    """``client.files``: upload (validated), get, list, delete, content."""
+
+    def __init__(self, client: "FineTuneClient") -> None:
+        self._c = client
+        self._uploaded: dict[str, str] = {}  # content digest -> file id, for this client
+
+    def upload(self, path: str | os.PathLike[str], *, purpose: str = "fine-tune") -> File:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"No such file: {p}")
+        return self._c.provider.upload(p, purpose=purpose)
+
+    def get(self, file_id: str) -> File:
+        return self._c.provider.get_file(file_id)
+
+    def list(self, *, purpose: str | None = None) -> list[File]:
+        return self._c.provider.list_files(purpose=purpose)
+
+    def delete(self, file_id: str) -> None:
+        self._c.provider.delete_file(file_id)
+
+    def content(self, file_id: str) -> bytes:
+        return self._c.provider.file_content(file_id)
+
+    def wait_processed(self, file_id: str, *, timeout: float = 600.0) -> File:
+        """Wait until the service has processed a file; DatasetError if it rejected it."""
+        if Capability.FILES not in self._c.provider.capabilities:
+            return File(id=file_id, filename="", bytes=0, purpose="fine-tune")
+        deadline = self._c._clock() + timeout
+        interval = 0.5
+        while True:
+            f = self._c._retry.call(lambda: self.get(file_id), describe=f"checking {file_id}")
+            if f.status == "processed":
+                return f
+            if f.status == "error":
+                raise DatasetError(f"The provider rejected {f.filename or file_id}: {f.status_details or 'no details'}")
+            if self._c._clock() > deadline:
+                raise WaitTimeout(f"File {file_id} is still being processed after {timeout:g} s.", timeout=timeout)
+            self._c._sleep(interval)
+            interval = min(10.0, interval * 1.5)
+
+    def _resolve(self, value: str | os.PathLike[str], *, model: str, method: str, validate: bool,
+                 role: str) -> tuple[str, str | None]:
+        """A file id for ``value`` (a path is validated and uploaded once), and its content digest."""
+        if not _looks_like_path(value):
+            return str(value), None
+        path = Path(value)
+        if not path.is_file():
+            raise FileNotFoundError(f"No such {role} file: {path}")
+        digest = _digest(path)
+        if digest in self._uploaded:
+            return self._uploaded[digest], digest
+        if validate:
+            report = self._c.validate(path, model=model, method=None if method == "supervised" else method,
+                                      is_validation_file=role == "validation")
+            if not report.ok:
+                first = "; ".join(str(i) for i in report.errors[:3])
+                raise DatasetError(f"{path} has {report.error_count} error(s), so nothing was uploaded. First: {first}. "
+                                   f"Run `finetune validate {path}` for the full report.", report=report)
+        f = self.upload(path)
+        f = self.wait_processed(f.id) if f.status != "processed" else f
+        self._uploaded[digest] = f.id
+        return f.id, digest
+
+
+class Jobs:
+    """``client.jobs``: create, get, list, cancel, pause, resume, events, follow, wait, checkpoints, metrics."""
+
+    def __init__(self, client: "FineTuneClient") -> None:
+        self._c = client
+
+    @property
+    def _p(self) -> Provider:
+        return self._c.provider
+
+    def create(self, *, training_file: str | os.PathLike[str], model: str | None = None,
+               validation_file: str | os.PathLike[str] | None = None, method: str = "supervised",
+               hyperparameters: Mapping[str, Any] | Hyperparameters | None = None, suffix: str | None = None,
+               seed: int | None = None, metadata: Mapping[str, str] | None = None,
+               integrations: list[dict[str, Any]] | None = None, idempotency_key: str | None = None,
+               validate: bool = True, extra: Mapping[str, Any] | None = None) -> Job:
+        """Create a fine-tuning job.
+
+        ``training_file`` / ``validation_file``: a path (validated, then uploaded) or a file
+        id. The job carries an idempotency key in its metadata (given, or derived from the
+        model, the training data, method, hyperparameters and suffix): if the create
+        request times out or its response is lost, the client finds the job it already
+        created instead of creating a second one.
+
+        Raises:
+            DatasetError: the dataset has errors (nothing is uploaded).
+            ConfigurationError: no model given and no ``base_model`` in the profile.
+            ProviderError: the provider refused the job.
+        """
+        model = model or self._c.default_model
+        if not model:
+            raise ConfigurationError("No model: pass model=... or set base_model in your finetune.toml profile.")
+        if method not in ("supervised", "dpo", "reinforcement"):
+            raise ValueError(f"method must be supervised, dpo or reinforcement, not {method!r}")
+        hp = hyperparameters if isinstance(hyperparameters, Hyperparameters) else Hyperparameters(**(hyperparameters or {}))
+        train_id, train_digest = self._c.files._resolve(training_file, model=model, method=method, validate=validate,
+                                                        role="training")
+        val_id, val_digest = (None, None) if validation_file is None else self._c.files._resolve(
+            validation_file, model=model, method=method, validate=validate, role="validation")
+        key = idempotency_key or hashlib.sha256(json.dumps(
+            [model, train_digest or train_id, val_digest or val_id, method, hp.model_dump(mode="json"), suffix, seed],
+            sort_keys=True, default=str).encode()).hexdigest()[:32]
+        spec = JobSpec(model=model, training_file=train_id, validation_file=val_id, method=method,  # type: ignore[arg-type]
+                       hyperparameters=hp, suffix=suffix, seed=seed,
+                       metadata={**dict(metadata or {}), IDEMPOTENCY_KEY: key}, integrations=integrations or [],
+                       idempotency_key=key, extra=dict(extra or {}))
+        job = self._create_once(spec)
+        self._c._record(job, idempotency_key=key, training_file=str(training_file))
+        return job
+
+    def _find(self, key: str) -> Job | None:
+        def lookup() -> list[Job]:
+            if Capability.METADATA_FILTER in self._p.capabilities:
+                return self._p.list_jobs(metadata={IDEMPOTENCY_KEY: key}, limit=10)
+            return self._p.list_jobs(limit=100)
+        jobs = self._c._retry.call(lookup, describe="looking for an already-created job")
+        matches = [j for j in jobs if j.metadata.get(IDEMPOTENCY_KEY) == key]
+        return matches[0] if matches else None
+
+    def _create_once(self, spec: JobSpec) -> Job:
+        policy = self._c._retry
+        key = spec.idempotency_key or ""
+        for attempt in range(1, policy.attempts + 1):
+            try:
+                return self._p.create_job(spec)
+            except ProviderError as exc:
+                if not is_retryable(exc):
+                    raise
+                # The request may have been executed although we saw an error: look before retrying.
+                settle = self._c._timeout if isinstance(exc, ProviderConnectionError) and exc.timed_out else 0.0
+                deadline = self._c._clock() + settle
+                while True:
+                    existing = self._find(key)
+                    if existing is not None:
+                        _log.info("create_job: found job %s created by an earlier attempt", existing.id)
+                        return existing
+                    if self._c._clock() >= deadline:
+                        break
+                    self._c._sleep(min(2.0, max(0.1, deadline - self._c._clock())))
+                if attempt == policy.attempts:
+                    raise
+                self._c._sleep(policy.delay(attempt, exc))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def get(self, job_id: str) -> Job:
+        job = self._p.get_job(job_id)
+        self._c._record(job)
+        return job
+
+    def list(self, *, limit: int | None = None, metadata: Mapping[str, str] | None = None) -> list[Job]:
+        return self._p.list_jobs(limit=limit, metadata=dict(metadata) if metadata else None)
+
+    def cancel(self, job_id: str) -> Job:
+        job = self._p.cancel_job(job_id)
+        self._c._record(job)
+        return job
+
+    def pause(self, job_id: str) -> Job:
+        return self._p.pause_job(job_id)
+
+    def resume(self, job_id: str) -> Job:
+        return self._p.resume_job(job_id)
+
+    def events(self, job_id: str, *, after: str | None = None) -> list[Event]:
+        """Events newer than ``after`` (an event id), oldest first."""
+        return self._p.list_events(job_id, after=after)
+
+    def follow(self, job_id: str, *, after: str | None = None) -> Iterator[Event]:
+        """Every event exactly once, oldest first, until the job ends."""
+        return self._c.waiter.follow(job_id, after=after)
+
+    def wait(self, job_id: str, *, timeout: float | None = None, progress: bool | None = None) -> Job:
+        """Block until the job ends (progress bar in terminals and notebooks).
+
+        Raises JobFailedError (failed or cancelled) or WaitTimeout; on Ctrl-C the job
+        keeps running and the re-attach command is printed.
+        """
+        try:
+            job = self._c.waiter.wait(job_id, timeout=timeout, progress=progress)
+        except FineTuneError as exc:
+            failed = getattr(exc, "job", None)
+            if failed is not None:
+                self._c._record(failed)
+            raise
+        self._c._record(job)
+        return job
+
+    def checkpoints(self, job_id: str) -> list[Checkpoint]:
+        return self._p.list_checkpoints(job_id)
+
+    def metrics(self, job_id: str) -> Metrics:
+        """Metric points (train/valid loss and accuracy per step), exportable with ``.to_csv()``
+        and plottable with ``.plot()``."""
+        return Metrics(self._p.metrics(job_id))
+
+
+class Deployments:
+    """``client.deployments``: make a fine-tuned model callable."""
+
+    def __init__(self, client: "FineTuneClient") -> None:
+        self._c = client
+
+    def create(self, target: Job | str, *, name: str | None = None, sku: str | None = None,
+               capacity: int | None = None, **extra: Any) -> Deployment:
+        """Deploy a succeeded job (or a model / checkpoint id). OpenAI: ready at once; Azure:
+        an ARM deployment, waited on until provisioned."""
+        if isinstance(target, Job):
+            job = target
+        elif isinstance(target, str) and target.startswith("ftjob-"):
+            job = self._c.jobs.get(target)
+        else:
+            job = None
+        if job is not None:
+            if not job.fine_tuned_model:
+                raise FineTuneError(f"Job {job.id} is {job.status.value} and has no fine-tuned model to deploy yet. "
+                                    f"Wait for it: client.jobs.wait({job.id!r}).")
+            model = job.fine_tuned_model
+        else:
+            model = str(target)
+        dep = self._c.provider.deploy(model, DeploySpec(name=name, sku=sku, capacity=capacity, extra=extra))
+        if job is not None:
+            dep.job_id = job.id
+        return dep
+
+    def get(self, name: str) -> Deployment:
+        return self._c.provider.get_deployment(name)
+
+    def list(self) -> list[Deployment]:
+        return self._c.provider.list_deployments()
+
+    def delete(self, name: str | Deployment) -> None:
+        self._c.provider.delete_deployment(name.name if isinstance(name, Deployment) else name)
+
+
+class Models:
+    """``client.models``: what the provider can serve; delete fine-tunes."""
+
+    def __init__(self, client: "FineTuneClient") -> None:
+        self._c = client
+
+    def list(self) -> list[ModelInfo]:
+        return self._c.provider.list_models()
+
+    def delete(self, model: str) -> None:
+        self._c.provider.delete_model(model)
+
+
+class FineTuneClient:
+    """One client for every backend. Choose the backend by profile or by name."""
+
+    def __init__(self, provider: str | Provider | None = None, *, profile: str | None = None,
+                 config: str | os.PathLike[str] | None = None, credential: Any = None, http_client: Any = None,
+                 ledger: bool | Ledger = True, poll: PollSchedule | None = None, retry: RetryPolicy | None = None,
+                 env: Mapping[str, str] | None = None, **settings: Any) -> None:
+        """
+        Args:
+            provider: a registered provider name ("openai", "azure", "local", ...) or a
+                Provider instance. Optional when a profile names it.
+            profile: a profile of finetune.toml (default: FINETUNE_PROFILE, then the
+                file's ``default``).
+            config: the config file (default: FINETUNE_CONFIG, then ./finetune.toml).
+            credential: for Azure, any azure-identity TokenCredential.
+            http_client: an ``httpx.Client`` for providers built on the openai package.
+            ledger: record jobs under FINETUNE_HOME (True), not at all (False), or in a
+                given Ledger.
+            **settings: provider settings (api_key, base_url, endpoint, ...); they
+                override the environment, which overrides the profile.
+        """
+        self.profile: Profile | None = None
+        if isinstance(provider, Provider):
+            if settings:
+                raise ConfigurationError("Pass settings to the Provider you construct, not to FineTuneClient.")
+            self.provider = provider
+        else:
+            prof = load_profile(profile, config=config, provider=provider, env=env)
+            if prof.provider is None:
+                raise ConfigurationError("No provider chosen: pass provider='openai' (or azure, local, ...), or "
+                                         "profile=..., or create finetune.toml with a [profiles.NAME] table "
+                                         "holding provider = \"...\". Looked: " + prof.where)
+            cls = get_provider_class(prof.provider)
+            resolved = cls.Settings.resolve(provider=prof.provider, explicit=settings, profile=prof, env=env)
+            self.provider = cls(resolved, credential=credential, http_client=http_client)
+            self.profile = prof
+        self._retry = retry or RetryPolicy()
+        self._sleep = self._retry.sleep
+        self._clock = time.monotonic
+        self._timeout = float(getattr(self.provider.settings, "timeout", 60.0))
+        if ledger is True:
+            self.ledger: Ledger | None = Ledger(finetune_home(env) / "ledger.jsonl")
+        else:
+            self.ledger = ledger or None
+        hint = "finetune jobs wait {job_id}" + (f" --profile {self.profile.name}" if self.profile and
+                                                self.profile.name else f" --provider {self.provider.name}")
+        self.waiter = Waiter(self.provider, schedule=poll or PollSchedule(), reattach_hint=hint)
+        self.files = Files(self)
+        self.jobs = Jobs(self)
+        self.deployments = Deployments(self)
+        self.models = Models(self)
+
+    @classmethod
+    def from_config(cls, profile: str | None = None, *, config: str | os.PathLike[str] | None = None,
+                    **overrides: Any) -> "FineTuneClient":
+        """The client a finetune.toml profile describes (explicit overrides win)."""
+        return cls(profile=profile, config=config, **overrides)
+
+    def __repr__(self) -> str:
+        name = self.profile.name if self.profile and self.profile.name else None
+        return f"<FineTuneClient provider={self.provider.name!r}{f' profile={name!r}' if name else ''}>"
+
+    def __enter__(self) -> "FineTuneClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.provider.close()
+
+    @property
+    def default_model(self) -> str | None:
+        return getattr(self.provider.settings, "base_model", None)
+
+    def _record(self, job: Job, **kwargs: Any) -> None:
+        if self.ledger is None:
+            return
+        try:
+            self.ledger.record(job, profile=self.profile.name if self.profile else None, **kwargs)
+        except OSError as exc:  # the ledger is a convenience: never fail a job over it
+            _log.warning("could not write the job ledger %s: %s", self.ledger.path, exc)
+
+    def validate(self, path: str | os.PathLike[str], *, model: str | None = None, method: str | None = None,
+                 validation_file: str | os.PathLike[str] | None = None, is_validation_file: bool = False,
+                 **kwargs: Any) -> DatasetReport:
+        """Validate a dataset against this provider's rules (hosted providers: at least 10
+        examples, no reserved tokens)."""
+        report = validate_dataset(path, model=model or self.default_model, method=method,
+                                  validation_file=validation_file, hosted=self.provider.hosted, **kwargs)
+        if is_validation_file and not report.valid and set(report.error_counts) == {"too_few_examples"}:
+            report.valid = True  # a validation file has no minimum size
+        return report
+
+    def _model_for(self, target: Deployment | Job | str) -> str:
+        if isinstance(target, Deployment):
+            return self.provider.chat_target(target)
+        if isinstance(target, Job):
+            if not target.fine_tuned_model:
+                raise FineTuneError(f"Job {target.id} has no fine-tuned model yet ({target.status.value}).")
+            return target.fine_tuned_model
+        return target
+
+    def chat(self, target: Deployment | Job | str, messages: str | list[dict[str, Any]], *, stream: bool = False,
+             **params: Any) -> ChatResponse | Iterator[ChatDelta]:
+        """Chat with a deployment, a succeeded job's model, or a model id.
+
+        ``messages`` may be a plain string (one user message). ``stream=True`` returns an
+        iterator of :class:`ChatDelta`. Extra ``params``: temperature, top_p, max_tokens,
+        stop, seed, ...
+        """
+        model = self._model_for(target)
+        msgs = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
+        if not msgs:
+            raise ValueError("messages must not be empty")
+        if stream:
+            return self.provider.chat_stream(model, msgs, **params)
+        return self.provider.chat(model, msgs, **params)
