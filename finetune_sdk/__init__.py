@@ -15,6 +15,10 @@ from .types import (ChatResponse, Checkpoint, DatasetReport, Deployment, Estimat
 
 __version__ = "0.1.0"
 
+from ._secrets import scrub_third_party_logs as _scrub_third_party_logs  # noqa: E402
+
+_scrub_third_party_logs()
+
 __all__ = [
     "__version__",
     "FineTuneClient",

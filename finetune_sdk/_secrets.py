@@ -82,6 +82,17 @@ def install_log_filter(logger: logging.Logger) -> None:
         logger.addFilter(ScrubbingFilter())
 
 
+#: Third-party loggers that may print request details; their records get scrubbed too.
+THIRD_PARTY_LOGGERS = ("openai", "openai._base_client", "httpx", "httpcore", "httpcore.http11", "httpcore.connection",
+                       "azure", "azure.core.pipeline.policies.http_logging_policy", "azure.identity", "uvicorn.error",
+                       "uvicorn.access", "huggingface_hub")
+
+
+def scrub_third_party_logs() -> None:
+    for name in THIRD_PARTY_LOGGERS:
+        install_log_filter(logging.getLogger(name))
+
+
 def get_logger(name: str) -> logging.Logger:
     """The SDK's loggers: every one carries the scrubbing filter.
 

@@ -19,7 +19,8 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from dataclasses import replace
+from typing import Any, Callable, Iterator, Mapping
 
 from ._secrets import get_logger
 from .config import Profile, finetune_home, load_profile
@@ -315,7 +316,8 @@ class FineTuneClient:
     def __init__(self, provider: str | Provider | None = None, *, profile: str | None = None,
                  config: str | os.PathLike[str] | None = None, credential: Any = None, http_client: Any = None,
                  ledger: bool | Ledger = True, poll: PollSchedule | None = None, retry: RetryPolicy | None = None,
-                 env: Mapping[str, str] | None = None, **settings: Any) -> None:
+                 env: Mapping[str, str] | None = None, sleep: Callable[[float], None] | None = None,
+                 clock: Callable[[], float] | None = None, **settings: Any) -> None:
         """
         Args:
             provider: a registered provider name ("openai", "azure", "local", ...) or a
@@ -327,6 +329,8 @@ class FineTuneClient:
             http_client: an ``httpx.Client`` for providers built on the openai package.
             ledger: record jobs under FINETUNE_HOME (True), not at all (False), or in a
                 given Ledger.
+            sleep, clock: for tests — drive every wait and retry with a simulated clock
+                (e.g. the emulator's ``clock.advance`` and ``clock.now``).
             **settings: provider settings (api_key, base_url, endpoint, ...); they
                 override the environment, which overrides the profile.
         """
@@ -345,9 +349,15 @@ class FineTuneClient:
             resolved = cls.Settings.resolve(provider=prof.provider, explicit=settings, profile=prof, env=env)
             self.provider = cls(resolved, credential=credential, http_client=http_client)
             self.profile = prof
-        self._retry = retry or RetryPolicy()
-        self._sleep = self._retry.sleep
-        self._clock = time.monotonic
+        self._sleep = sleep or (retry.sleep if retry else time.sleep)
+        self._clock = clock or time.monotonic
+        self._retry = replace(retry or RetryPolicy(), sleep=self._sleep)
+        if sleep is not None:
+            for attr in ("retry",):  # the provider's own request retries use the same clock
+                if isinstance(getattr(self.provider, attr, None), RetryPolicy):
+                    setattr(self.provider, attr, replace(getattr(self.provider, attr), sleep=sleep))
+            if hasattr(self.provider, "sleep"):
+                self.provider.sleep = sleep
         self._timeout = float(getattr(self.provider.settings, "timeout", 60.0))
         if ledger is True:
             self.ledger: Ledger | None = Ledger(finetune_home(env) / "ledger.jsonl")
@@ -355,7 +365,8 @@ class FineTuneClient:
             self.ledger = ledger or None
         hint = "finetune jobs wait {job_id}" + (f" --profile {self.profile.name}" if self.profile and
                                                 self.profile.name else f" --provider {self.provider.name}")
-        self.waiter = Waiter(self.provider, schedule=poll or PollSchedule(), reattach_hint=hint)
+        self.waiter = Waiter(self.provider, schedule=poll or PollSchedule(), reattach_hint=hint, sleep=self._sleep,
+                             clock=clock or time.time)
         self.files = Files(self)
         self.jobs = Jobs(self)
         self.deployments = Deployments(self)

@@ -10,10 +10,12 @@ no other code comes along except those the row explicitly tolerates.
 from __future__ import annotations
 
 import json
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -191,7 +193,7 @@ def _table() -> list[Case]:
              kwargs={"workers": 1}),
         Case("too_many_images", [chat(S, {"role": "user", "content": [IMG] * 11}, A)], 3, "messages",
              message_has="11"),
-        Case("invalid_weight", [chat(S, U, {**A, "weight": 2})], 3, "messages[2].weight"),
+        Case("invalid_weight", [chat(S, U, {**A, "weight": 2}, user("More"), A)], 3, "messages[2].weight"),
         Case("no_trainable_assistant", [chat(S, U, {**A, "weight": 0})], 3, "messages"),
         Case("invalid_name", [chat(S, {**U, "name": 5}, A)], 3, "messages[1].name"),
         Case("invalid_refusal", [chat(S, U, {**A, "refusal": 5})], 3, "messages[2].refusal"),
@@ -416,8 +418,10 @@ def test_validation_file_overlap(tmp_path: Path) -> None:
     assert v.estimate is None, "validation tokens are not billed"
     assert report.estimate is not None
     assert v.examples == 4
-    # too few validation examples is not overlap; the validation report is its own file
-    assert set(v.warning_counts) <= {"train_validation_overlap", "too_few_examples"}
+    # the 10-example minimum applies to the training file only
+    assert v.warning_counts == {"train_validation_overlap": 2} and v.errors == []
+    hosted = validate(tmp_path / "train.jsonl", model=HOSTED_MODEL, validation_file=tmp_path / "valid.jsonl")
+    assert hosted.ok and "too_few_examples" not in hosted.validation.error_counts
 
 
 def test_missing_validation_file_raises(tmp_path: Path) -> None:
@@ -585,7 +589,8 @@ def test_cost_is_none_without_a_price(tmp_path: Path, model: str | None) -> None
     report = validate(write_jsonl(tmp_path / "e.jsonl", lines), model=model)
     assert report.estimate is not None
     assert report.estimate.cost is None and report.estimate.price_per_million_tokens is None
-    assert report.estimate.billed_tokens == report.tokens.total_tokens * 3
+    assert report.estimate.n_epochs == 8  # auto: 12 * 3 < 100 -> 100 // 12
+    assert report.estimate.billed_tokens == report.tokens.total_tokens * 8
     assert report.estimate.notes
 
 
@@ -619,6 +624,58 @@ def test_empty_file_is_reported_not_raised(tmp_path: Path) -> None:
     assert report.lines == 0 and report.examples == 0
 
 
+@pytest.mark.parametrize("n_epochs", [0, -1, True, 2.5])
+def test_bad_n_epochs_raise(tmp_path: Path, n_epochs: Any) -> None:
+    with pytest.raises(ValueError):
+        validate(write_jsonl(tmp_path / "ok.jsonl", _pad("chat")), n_epochs=n_epochs)
+
+
+def test_bad_n_epochs_raise_even_without_examples(tmp_path: Path) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(b"")
+    with pytest.raises(ValueError):
+        validate(path, n_epochs=0)
+
+
+# --------------------------------------------------------------------------- positions in messages
+
+def test_invalid_utf8_byte_position_counts_leading_whitespace(tmp_path: Path) -> None:
+    lines = _pad("chat")
+    lines[2] = b'   {"messages": "caf\xe9"}'  # \xe9 is byte 21 of the line
+    report = validate(write_jsonl(tmp_path / "u.jsonl", lines))
+    issue = issues_of(report, "invalid_utf8")[0]
+    assert issue.line == 3
+    assert "Byte 21 " in issue.message, issue.message
+
+
+def test_invalid_utf8_byte_position(tmp_path: Path) -> None:
+    lines = _pad("chat")
+    lines[2] = b'{"messages": "caf\xe9"}'  # \xe9 is byte 18
+    report = validate(write_jsonl(tmp_path / "u.jsonl", lines))
+    assert "Byte 18 " in issues_of(report, "invalid_utf8")[0].message
+
+
+def test_invalid_json_column_counts_leading_whitespace(tmp_path: Path) -> None:
+    lines = _pad("chat")
+    lines[2] = '    {"messages": [}'  # the stray } is column 19
+    report = validate(write_jsonl(tmp_path / "j.jsonl", lines))
+    assert "column 19" in issues_of(report, "invalid_json")[0].message
+
+
+def test_invalid_json_column(tmp_path: Path) -> None:
+    lines = _pad("chat")
+    lines[2] = '{"messages": [}'  # column 15
+    report = validate(write_jsonl(tmp_path / "j.jsonl", lines))
+    assert "column 15" in issues_of(report, "invalid_json")[0].message
+
+
+def test_huge_integer_is_valid_json(tmp_path: Path) -> None:
+    lines = _pad("chat")
+    lines[2] = '{"messages": 1' + "0" * 5000 + "}"
+    report = validate(write_jsonl(tmp_path / "big.jsonl", lines))
+    assert [(i.line, i.code) for i in report.errors] == [(3, "missing_messages")]
+
+
 # --------------------------------------------------------------------------- parallel mode
 
 def _big_file(path: Path) -> Path:
@@ -646,16 +703,30 @@ def _big_file(path: Path) -> Path:
             line = regular(i)
         out.append(line)
         size += len(line) + 1
+    out.append(regular(1))  # a duplicate of line 1 in the last chunk: found across chunks
     path.write_text("\n".join(out) + "\n")
     return path
 
 
-def test_parallel_scan_matches_sequential(tmp_path: Path) -> None:
+def test_parallel_scan_matches_sequential(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = sys.modules["finetune_sdk.data.validate"]  # the module (the package re-exports the function)
+    pools: list[int | None] = []
+    real_pool = module.ProcessPoolExecutor
+
+    def spy_pool(*args: Any, **kwargs: Any) -> Any:
+        pools.append(kwargs.get("max_workers"))
+        return real_pool(*args, **kwargs)
+    monkeypatch.setattr(module, "ProcessPoolExecutor", spy_pool)
+
     path = _big_file(tmp_path / "big.jsonl")
     assert path.stat().st_size > 8 * 1024 * 1024
-    started = time.perf_counter()
+    started = time.perf_counter()  # the whole comparison must stay fast (< 20 s)
     seq = validate(path, workers=1, max_issues=100_000)
+    assert pools == [], "workers=1 must scan in this process"
     par = validate(path, workers=2, max_issues=100_000)
+    assert pools == [2], "workers=2 on a file over 8 MB must use a process pool"
+    seq_small = validate(path, workers=1, max_issues=5)
+    par_small = validate(path, workers=2, max_issues=5)
     elapsed = time.perf_counter() - started
     assert elapsed < 20, f"parallel/sequential comparison took {elapsed:.1f}s"
 
@@ -674,3 +745,29 @@ def test_parallel_scan_matches_sequential(tmp_path: Path) -> None:
     assert par.estimate == seq.estimate
     # line numbers are global: the invalid JSON lines are the multiples of 997
     assert [i.line for i in par.errors if i.code == "invalid_json"] == list(range(997, seq.lines + 1, 997))
+    assert (seq.lines, "duplicate_example", "Duplicate of line 1.") in [
+        (i.line, i.code, i.message) for i in par.warnings]
+    # with a small max_issues both list the same first issues and count all of them
+    assert key(par_small) == key(seq_small)
+    assert len(par_small.errors) == 5 and par_small.truncated and seq_small.truncated
+    assert par_small.error_counts == seq.error_counts
+
+
+# --------------------------------------------------------------------------- progress
+
+def test_progress_parallel_is_monotonic_and_reaches_the_total(tmp_path: Path) -> None:
+    path = _big_file(tmp_path / "big.jsonl")
+    size = path.stat().st_size
+    calls: list[tuple[int, int]] = []
+    validate(path, workers=2, progress=lambda done, total: calls.append((done, total)))
+    assert calls and all(total == size for _, total in calls)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+    assert calls[-1] == (size, size)
+
+
+def test_progress_sequential_reaches_the_total(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "small.jsonl", _pad("chat"))
+    size = path.stat().st_size
+    calls: list[tuple[int, int]] = []
+    validate(path, workers=1, progress=lambda done, total: calls.append((done, total)))
+    assert calls and calls[-1] == (size, size)

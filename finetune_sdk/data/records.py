@@ -390,7 +390,7 @@ def _check_message(msg: Any, i: int, prefix: str, state: _ChatState, out: Issues
     if role is None:
         out.append(("missing_role", p + ".role", f"{p} has no \"role\"; use system, user, assistant or tool."))
         return
-    if role not in _ALLOWED_KEYS:
+    if not isinstance(role, str) or role not in _ALLOWED_KEYS:
         hint = " (fine-tuning data uses \"system\")" if role == "developer" else ""
         out.append(("invalid_role", p + ".role",
                     f"{p}.role is {role!r}{hint}; use one of system, user, assistant, tool, function."))

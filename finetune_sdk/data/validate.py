@@ -1,7 +1,8 @@
 """The streaming dataset validator.
 
-``validate(path)`` reads the file line by line (constant memory apart from ~20 bytes per
-example for token statistics and duplicate detection), never raises on bad content,
+``validate(path)`` reads the file line by line (memory grows only by the per-example
+token counts and hashes kept for statistics and duplicate detection: ~20 bytes stored,
+~80 bytes at the peak of the final sort), never raises on bad content,
 and returns a :class:`~finetune_sdk.types.DatasetReport` with every problem found: 1-based
 line, JSON path, stable code, and how to fix it.
 
@@ -50,6 +51,14 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _parse_int(text: str) -> int | float:
+    # Valid JSON, but past Python's int-from-string digit limit: the value never matters here.
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
 @dataclass
 class _Options:
     model: str | None
@@ -87,7 +96,7 @@ class _Scanner:
         self.counter = counter
         self.ctx = Context(method=options.method, hosted=options.hosted)
         self.p = _Partial()
-        self._loads = json.JSONDecoder(parse_constant=_reject_constant).decode
+        self._loads = json.JSONDecoder(parse_constant=_reject_constant, parse_int=_parse_int).decode
 
     def _issue(self, line: int, code: str, path: str, message: str) -> None:
         p = self.p
@@ -105,17 +114,18 @@ class _Scanner:
         if not stripped:
             self._issue(lineno, "blank_line", "", "Blank line.")
             return
+        lead = len(raw) - len(raw.lstrip())  # positions below count from the start of the line
         try:
             text = stripped.decode("utf-8")
         except UnicodeDecodeError as exc:
             self._issue(lineno, "invalid_utf8", "",
-                        f"Byte {exc.start + 1} of the line is not valid UTF-8 ({stripped[exc.start:exc.start + 4]!r}); "
-                        f"re-save the file as UTF-8.")
+                        f"Byte {lead + exc.start + 1} of the line is not valid UTF-8 "
+                        f"({stripped[exc.start:exc.start + 4]!r}); re-save the file as UTF-8.")
             return
         try:
             obj = self._loads(text)
         except json.JSONDecodeError as exc:
-            self._issue(lineno, "invalid_json", "", f"Invalid JSON at column {exc.colno}: {exc.msg}.")
+            self._issue(lineno, "invalid_json", "", f"Invalid JSON at column {lead + exc.colno}: {exc.msg}.")
             return
         except (ValueError, RecursionError) as exc:
             self._issue(lineno, "invalid_json", "", f"Invalid JSON: {str(exc)[:120]}.")
@@ -198,6 +208,8 @@ def _scan_range(path: str, start: int, end: int, options: _Options, counter: Any
                 next_report = pos + (1 << 22)
             if pos >= end:
                 break
+    if progress is not None:
+        progress(pos, total_bytes)
     partial = scanner.finish()
     partial.lines = lineno
     partial.bytes_done = pos - start
@@ -291,10 +303,18 @@ class _Merger:
     def add(self, line: int | None, code: str, path: str, message: str) -> None:
         if severity_of(code, hosted=self.o.hosted) == "error":
             self.error_counts[code] = self.error_counts.get(code, 0) + 1
-            self.errors.append((line, code, path, message))
+            self._keep(self.errors, (line, code, path, message))
         else:
             self.warning_counts[code] = self.warning_counts.get(code, 0) + 1
-            self.warnings.append((line, code, path, message))
+            self._keep(self.warnings, (line, code, path, message))
+
+    def _keep(self, items: list[tuple], item: tuple) -> None:
+        # Memory stays bounded however many issues there are: keep the first max_issues by line.
+        items.append(item)
+        if len(items) > 2 * self.o.max_issues:
+            items.sort(key=lambda t: (t[0] if t[0] is not None else -1))
+            del items[self.o.max_issues:]
+            self.truncated = True
 
     def absorb(self, partials: list[_Partial]) -> None:
         offset = 0
@@ -516,6 +536,8 @@ def validate(
         raise ValueError("max_issues must be at least 1")
     if workers is not None and workers < 1:
         raise ValueError("workers must be at least 1")
+    if n_epochs is not None and (isinstance(n_epochs, bool) or not isinstance(n_epochs, int) or n_epochs < 1):
+        raise ValueError(f"n_epochs must be a positive integer or None (auto), not {n_epochs!r}")
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"No such dataset file: {p}" + (" (it is a directory)" if p.is_dir() else ""))

@@ -1,0 +1,184 @@
+"""The whole lifecycle through FineTuneClient, under the openai profile and the azure profile.
+
+Identical test code for both: only the profile differs. The emulator runs over real HTTP
+with the official openai client underneath; time is simulated (every wait and retry of
+the client advances the emulator's clock), so the runs are fast and deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from finetune_sdk import FineTuneClient
+from finetune_sdk.client import IDEMPOTENCY_KEY
+from finetune_sdk.datasets import path as dataset_path
+from finetune_sdk.errors import DatasetError, JobFailedError, UnsupportedOperation, WaitTimeout
+from finetune_sdk.ledger import Ledger
+from finetune_sdk.testing import Emulator, emulator
+from finetune_sdk.types import JobStatus
+
+PROFILES = ["openai", "azure"]
+MODEL = "gpt-4o-mini-2024-07-18"
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[Emulator]:
+    with emulator(speed=0) as e:
+        yield e
+
+
+def write_config(tmp_path: Path, emu: Emulator) -> Path:
+    """A finetune.toml with one profile per provider. No secrets in it: they come from the environment."""
+    azure = emu.client_settings("azure")
+    text = f"""
+default = "openai"
+
+[profiles.openai]
+provider = "openai"
+base_url = "{emu.openai_base_url}"
+base_model = "{MODEL}"
+
+[profiles.azure]
+provider = "azure"
+endpoint = "{azure['endpoint']}"
+api_version = "2025-04-01-preview"
+subscription_id = "{azure['subscription_id']}"
+resource_group = "{azure['resource_group']}"
+account = "{azure['account']}"
+arm_endpoint = "{azure['arm_endpoint']}"
+base_model = "{MODEL}"
+"""
+    path = tmp_path / "finetune.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(params=PROFILES)
+def client(request: pytest.FixtureRequest, emu: Emulator, tmp_path: Path,
+           monkeypatch: pytest.MonkeyPatch) -> Iterator[FineTuneClient]:
+    monkeypatch.setenv("OPENAI_API_KEY", emu.api_key)
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", emu.api_key)
+    monkeypatch.setenv("FINETUNE_HOME", str(tmp_path / "home"))
+    config = write_config(tmp_path, emu)
+    c = FineTuneClient.from_config(request.param, config=config, credential=emu.credential(),
+                                   sleep=emu.clock.advance, clock=emu.clock.now)
+    yield c
+    c.close()
+
+
+def test_full_lifecycle(client: FineTuneClient, emu: Emulator, tmp_path: Path) -> None:
+    train, val = dataset_path("contacts", "train"), dataset_path("contacts", "validation")
+    report = client.validate(train, validation_file=val)
+    assert report.ok and report.examples == 300 and report.tokens and report.tokens.encoding == "o200k_base"
+
+    job = client.jobs.create(training_file=train, validation_file=val, hyperparameters={"n_epochs": 2},
+                             suffix="recipes", metadata={"team": "search"})
+    assert job.status in (JobStatus.VALIDATING, JobStatus.QUEUED) and job.metadata["team"] == "search"
+    assert job.metadata[IDEMPOTENCY_KEY]
+
+    events = list(client.jobs.follow(job.id))
+    ids = [e.id for e in events]
+    assert len(ids) == len(set(ids)), "an event was repeated"
+    assert [e.created_at for e in events] == sorted(e.created_at for e in events)
+    server = emu.openai if client.provider.name == "openai" else emu.azure
+    assert ids == [e.id for e in server.list_events(job.id)], "the stream is not the complete, ordered event log"
+
+    job = client.jobs.wait(job.id, timeout=3600, progress=False)
+    assert job.status is JobStatus.SUCCEEDED and job.fine_tuned_model and job.trained_tokens
+    metrics = client.jobs.metrics(job.id)
+    assert len(metrics) == job.hyperparameters["n_epochs"] * 50
+    assert metrics[0].train_loss > metrics[-1].train_loss
+    assert metrics[-1].valid_loss is not None and metrics[-1].full_valid_loss is not None
+    csv = metrics.to_csv(tmp_path / "m.csv")
+    assert csv.splitlines()[0].startswith("step,") and (tmp_path / "m.csv").is_file()
+    ckpts = client.jobs.checkpoints(job.id)
+    assert [c.step for c in ckpts] == [50, 100] and all(c.model for c in ckpts)
+
+    deployment = client.deployments.create(job, name="recipes")
+    assert deployment.model == job.fine_tuned_model
+    reply = client.chat(deployment, "Maria is 34 and lives in Lisbon.")
+    assert "Fine-tuned" in reply.content and reply.usage.total_tokens > 0
+    streamed = "".join(d.content for d in client.chat(deployment, "Maria is 34 and lives in Lisbon.", stream=True))
+    assert streamed == reply.content
+    base = client.chat(MODEL if client.provider.name == "openai" else client.deployments.create(MODEL, name="base"),
+                       "hi")
+    assert base.content.startswith("Base model")
+
+    entry = Ledger(Path(client.ledger.path)).find(job.id)
+    assert entry is not None and entry.status == "succeeded" and entry.profile == client.profile.name
+
+
+def test_cancel_pause_resume(client: FineTuneClient, emu: Emulator) -> None:
+    train = dataset_path("contacts", "train")
+    doomed = client.jobs.create(training_file=train, suffix="cancel-me")
+    cancelled = client.jobs.cancel(doomed.id)
+    assert cancelled.status is JobStatus.CANCELLED
+    with pytest.raises(JobFailedError, match="cancelled") as exc:
+        client.jobs.wait(doomed.id, progress=False)
+    assert exc.value.job is not None and exc.value.job.id == doomed.id
+
+    job = client.jobs.create(training_file=train, suffix="pausable")
+    emu.clock.advance(30)  # validated, queued, running a few steps
+    assert client.jobs.get(job.id).status is JobStatus.RUNNING
+    paused = client.jobs.pause(job.id)
+    emu.clock.advance(10)
+    assert client.jobs.get(job.id).status is JobStatus.PAUSED
+    assert paused.raw_status in ("paused", "pausing")
+    steps = len(client.jobs.metrics(job.id))
+    emu.clock.advance(600)
+    assert len(client.jobs.metrics(job.id)) == steps, "a paused job kept training"
+    client.jobs.resume(job.id)
+    assert client.jobs.wait(job.id, progress=False).status is JobStatus.SUCCEEDED
+
+
+def test_same_create_call_twice_is_two_jobs_unless_keyed(client: FineTuneClient) -> None:
+    train = dataset_path("contacts", "train")
+    a = client.jobs.create(training_file=train, suffix="twice")
+    b = client.jobs.create(training_file=train, suffix="twice")
+    assert a.id != b.id and a.metadata[IDEMPOTENCY_KEY] == b.metadata[IDEMPOTENCY_KEY]
+    listed = client.jobs.list(metadata={"finetune_idempotency_key": a.metadata[IDEMPOTENCY_KEY]})
+    assert {j.id for j in listed} >= {a.id, b.id}
+
+
+def test_failures_surface_clearly(client: FineTuneClient, emu: Emulator, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n' * 12)
+    with pytest.raises(DatasetError, match="no_trainable_assistant") as exc:
+        client.jobs.create(training_file=bad)
+    assert exc.value.report is not None and not exc.value.report.ok
+    train = dataset_path("contacts", "train")
+    job = client.jobs.create(training_file=train, suffix="fails")
+    server = emu.openai if client.provider.name == "openai" else emu.azure
+    server.fail_job(job.id, at_step=3, message="Training diverged.")
+    with pytest.raises(JobFailedError, match="Training diverged"):
+        client.jobs.wait(job.id, progress=False)
+    slow = client.jobs.create(training_file=train, suffix="slow")
+    with pytest.raises(WaitTimeout) as timeout:
+        client.jobs.wait(slow.id, timeout=20, progress=False)
+    assert timeout.value.job is not None and not timeout.value.job.is_terminal
+    assert "finetune jobs wait" in str(timeout.value)
+
+
+def test_unsupported_operations_name_the_capability(client: FineTuneClient) -> None:
+    if client.provider.name == "openai":
+        with pytest.raises(UnsupportedOperation, match="deleting a deployment"):
+            client.deployments.delete("x")
+    else:
+        with pytest.raises(UnsupportedOperation, match="deleting a fine-tuned model"):
+            client.models.delete("gpt-4o-mini-2024-07-18.ft-0")
+    with pytest.raises(UnsupportedOperation, match="lora_rank"):
+        client.jobs.create(training_file=dataset_path("contacts", "train"), hyperparameters={"lora_rank": 8})
+
+
+def test_jobs_json_is_stable(client: FineTuneClient) -> None:
+    from finetune_sdk.cli.jobs import job_json
+
+    job = client.jobs.create(training_file=dataset_path("contacts", "train"), suffix="json")
+    doc = job_json(job)
+    assert {"id", "provider", "status", "raw_status", "model", "fine_tuned_model", "created_at", "error",
+            "hyperparameters", "metadata"} <= set(doc)
+    json.dumps(doc)
