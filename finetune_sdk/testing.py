@@ -176,7 +176,9 @@ class Emulator:
     def azure_client(self, api_version: str = "2025-04-01-preview", **kwargs: Any) -> Any:
         import openai
 
-        kwargs.setdefault("api_key", self.api_key)
+        # AzureOpenAI takes exactly one of these; default to the key only when none is given.
+        if not any(kwargs.get(k) is not None for k in ("api_key", "azure_ad_token", "azure_ad_token_provider")):
+            kwargs["api_key"] = self.api_key
         return openai.AzureOpenAI(azure_endpoint=self.azure_endpoint, api_version=api_version, **kwargs)
 
 

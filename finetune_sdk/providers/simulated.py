@@ -142,6 +142,8 @@ class _JobRec:
     finished_at: float | None = None
     fail_at_step: int | None = None
     fail_message: str = "The job failed due to an internal error."
+    # What checking the files for this job's model and method found: "training_file"/"validation_file" -> problem.
+    file_problems: dict[str, str] = field(default_factory=dict)
     error: JobError | None = None
     events: list[Event] = field(default_factory=list)
     checkpoints: list[Checkpoint] = field(default_factory=list)
@@ -248,14 +250,18 @@ class SimulatedProvider(Provider):
         if purpose == "fine-tune":
             report = validate(dest, hosted=True, max_issues=3, workers=1)
             if not report.valid:
-                first = report.errors[0]
-                where = f"Line {first.line}: " if first.line else ""
-                problem = f"Invalid file format. {where}{first.message}"
+                problem = self._problem(report)
         rec = _FileRec(fid, path.name, dest.stat().st_size, purpose, now, dest,
                        now + self.timings.file_processing, problem)
         with self._lock:
             self._files[fid] = rec
             return self._to_file(rec)
+
+    @staticmethod
+    def _problem(report: Any) -> str:
+        first = report.errors[0]
+        where = f"Line {first.line}: " if first.line else ""
+        return f"Invalid file format. {where}{first.message}"
 
     def _file(self, file_id: str) -> _FileRec:
         rec = self._files.get(file_id)
@@ -317,12 +323,20 @@ class SimulatedProvider(Provider):
                 raise BadRequestError(f"Model {spec.model} does not support the {spec.method} method.",
                                       provider=self.name, status_code=400, code="invalid_request", param="method")
             training = self._file(spec.training_file)
-            for fid in filter(None, [spec.validation_file]):
-                self._file(fid)
+            validation = self._file(spec.validation_file) if spec.validation_file else None
             now = self.clock.now()
             job_id = self._id("ftjob-", hex_len=32) if self.flavor == "azure" else self._id("ftjob-")
-        report = validate(training.path, model=base, hosted=True, max_issues=1, workers=1,
-                          method=spec.method if spec.method != "supervised" else None)
+        # Files are checked for the job's model and method too: a chat file is no DPO data, a
+        # preference file no supervised data (the upload-time check only knew the format).
+        # The validation file is judged as one here (the 10-example minimum is for training data).
+        report = validate(training.path, model=base, hosted=True, max_issues=1, workers=1, method=spec.method,
+                          validation_file=validation.path if validation is not None else None)
+        file_problems: dict[str, str] = {}
+        if not report.valid and report.errors:
+            file_problems["training_file"] = self._problem(report)
+        vreport = report.validation
+        if vreport is not None and not vreport.valid and vreport.errors:
+            file_problems["validation_file"] = self._problem(vreport)
         examples = max(1, report.examples)
         tokens = report.estimate.tokens_per_epoch if report.estimate else 0
         hp = spec.hyperparameters
@@ -332,12 +346,14 @@ class SimulatedProvider(Provider):
         batch = hp.batch_size if isinstance(hp.batch_size, int) else max(1, min(256, examples // 50 or 1))
         lrm = hp.learning_rate_multiplier if isinstance(hp.learning_rate_multiplier, (int, float)) else 1.8
         with self._lock:
-            validated = max(now + self.timings.validation, training.ready_at)
+            validated = max(now + self.timings.validation, training.ready_at,
+                            validation.ready_at if validation is not None else 0.0)
             seed = spec.seed if spec.seed is not None else self._rng.randrange(2**31)
             rec = _JobRec(spec=spec, id=job_id, created=now, examples=examples, tokens_per_epoch=tokens,
                           epochs=epochs, batch_size=batch, lrm=float(lrm), seed=seed, validated_at=validated,
                           started_at=validated + self.timings.queue,
-                          raw="pending" if self.flavor == "azure" else "validating_files")
+                          raw="pending" if self.flavor == "azure" else "validating_files",
+                          file_problems=file_problems)
             if self._next_outcomes:
                 rec.fail_at_step, rec.fail_message = self._next_outcomes.pop(0)
             if self.flavor == "azure":
@@ -457,14 +473,23 @@ class SimulatedProvider(Provider):
         now = self.clock.now()
         if not rec.validated and now >= rec.validated_at and rec.raw in ("validating_files", "pending"):
             rec.validated = True
-            training = self._files.get(rec.spec.training_file)
-            problem = training.problem if training else "The training file was deleted."
-            if problem:
-                self._fail(rec, rec.validated_at, "invalid_training_file" if self.flavor == "openai"
-                           else "jsonlValidationFailed",
-                           f"The job failed due to a file format error in the training file. {problem}",
-                           "training_file")
-                return
+            for param, fid in (("training_file", rec.spec.training_file),
+                               ("validation_file", rec.spec.validation_file)):
+                if fid is None:
+                    continue
+                kind = param.split("_")[0]
+                f = self._files.get(fid)
+                if f is None:
+                    problem: str | None = f"The {kind} file was deleted."
+                elif param == "training_file":
+                    problem = f.problem or rec.file_problems.get(param)
+                else:  # the upload-time check took it for training data; trust the job-time one
+                    problem = rec.file_problems.get(param)
+                if problem:
+                    self._fail(rec, rec.validated_at, f"invalid_{param}" if self.flavor == "openai"
+                               else "jsonlValidationFailed",
+                               f"The job failed due to a file format error in the {kind} file. {problem}", param)
+                    return
             if self.flavor == "openai":
                 rec.raw = "queued"
                 self._event(rec, rec.validated_at, "Files validated, moving job to queued state")

@@ -45,6 +45,7 @@ class Backend:
     require_training_type: bool = True
     wire: Wire = field(init=False)
     uploads: UploadStore = field(init=False)
+    file_expiry: dict[str, int] = field(init=False, default_factory=dict)  # file id -> expires_at (expires_after)
 
     def __post_init__(self) -> None:
         self.wire = Wire(self.dialect, self.organization)  # type: ignore[arg-type]
@@ -54,6 +55,9 @@ class Backend:
     def now(self) -> int:
         clock = getattr(self.provider, "clock", None)
         return int(clock.now() if clock is not None else time.time())
+
+    def file(self, f: Any) -> dict[str, Any]:
+        return self.wire.file(f, expires_at=self.file_expiry.get(f.id))
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -90,11 +94,29 @@ def data_plane_router(b: Backend, *, auth: Callable[..., Any], api_version: Call
     created = 201 if azure else 200
 
     # ------------------------------------------------------------------ files
+    # expires_after.seconds: 3600..2592000 on OpenAI, 1209600..2592000 on Azure (hosted-apis.md §1.2, §3.3).
+    min_expiry = 1209600 if azure else 3600
+
     @router.post("/files", summary="Upload a file")
-    def upload_file(file: UploadFile = FormFile(...), purpose: str = Form(...)) -> JSONResponse:
+    def upload_file(file: UploadFile = FormFile(...), purpose: str = Form(...),
+                    expires_anchor: str | None = Form(None, alias="expires_after[anchor]"),
+                    expires_seconds: str | None = Form(None, alias="expires_after[seconds]")) -> JSONResponse:
         if purpose not in ("assistants", "batch", "fine-tune", "vision", "user_data", "evals"):
             raise ApiError(400, f"invalid purpose: {purpose!r}, expected one of assistants, batch, fine-tune, vision, "
                                 f"user_data, evals", param="purpose")
+        seconds = None
+        if expires_anchor is not None or expires_seconds is not None:
+            if expires_anchor != "created_at":
+                raise ApiError(400, f"invalid expires_after.anchor: {expires_anchor!r}, expected 'created_at'",
+                               param="expires_after.anchor", code="invalidPayload" if azure else None)
+            try:
+                seconds = int(expires_seconds or "")
+            except ValueError:
+                seconds = -1
+            if not min_expiry <= seconds <= 2592000:
+                raise ApiError(400, f"invalid expires_after.seconds: {expires_seconds!r}, expected an integer between "
+                                    f"{min_expiry} and 2592000", param="expires_after.seconds",
+                               code="invalidPayload" if azure else None)
         name = _SAFE_NAME.sub("_", Path(file.filename or "upload.jsonl").name)[:200] or "upload.jsonl"
         with tempfile.TemporaryDirectory(prefix="finetune-upload-") as tmp:
             path = Path(tmp) / name
@@ -102,12 +124,14 @@ def data_plane_router(b: Backend, *, auth: Callable[..., Any], api_version: Call
                 while chunk := file.file.read(1 << 20):
                     out.write(chunk)
             f = _call(b.provider.upload, path, purpose=purpose)
-        return _json(b.wire.file(f), created)
+        if seconds is not None:
+            b.file_expiry[f.id] = int(f.created_at.timestamp()) + seconds if f.created_at else b.now() + seconds
+        return _json(b.file(f), created)
 
     @router.get("/files", summary="List files")
     def list_files(after: str | None = None, limit: int = Query(10000, ge=1, le=10000),
                    order: str = Query("desc", pattern="^(asc|desc)$"), purpose: str | None = None) -> JSONResponse:
-        items = [b.wire.file(f) for f in _call(b.provider.list_files, purpose=purpose)]
+        items = [b.file(f) for f in _call(b.provider.list_files, purpose=purpose)]
         if order == "desc":
             items.reverse()
         chunk, more = _slice(items, after, limit)
@@ -115,11 +139,12 @@ def data_plane_router(b: Backend, *, auth: Callable[..., Any], api_version: Call
 
     @router.get("/files/{file_id}", summary="Retrieve a file")
     def get_file(file_id: str) -> JSONResponse:
-        return _json(b.wire.file(_call(b.provider.get_file, file_id)))
+        return _json(b.file(_call(b.provider.get_file, file_id)))
 
     @router.delete("/files/{file_id}", summary="Delete a file")
     def delete_file(file_id: str) -> JSONResponse:
         _call(b.provider.delete_file, file_id)
+        b.file_expiry.pop(file_id, None)
         return _json({"id": file_id, "object": "file", "deleted": True})
 
     @router.get("/files/{file_id}/content", summary="Download a file's content")
@@ -137,8 +162,14 @@ def data_plane_router(b: Backend, *, auth: Callable[..., Any], api_version: Call
 
     @router.post("/uploads/{upload_id}/complete", summary="Complete an upload")
     def complete_upload(upload_id: str, body: CompleteUploadRequest) -> JSONResponse:
-        return _json(b.uploads.complete(upload_id, body, lambda path, purpose: b.wire.file(
-            _call(b.provider.upload, path, purpose=purpose))))
+        def store(path: Path, purpose: str) -> dict[str, Any]:
+            f = _call(b.provider.upload, path, purpose=purpose)
+            seconds = b.uploads.file_expires_after(upload_id)
+            if seconds is not None:
+                b.file_expiry[f.id] = (int(f.created_at.timestamp()) if f.created_at else b.now()) + seconds
+            return b.file(f)
+
+        return _json(b.uploads.complete(upload_id, body, store))
 
     @router.post("/uploads/{upload_id}/cancel", summary="Cancel an upload")
     def cancel_upload(upload_id: str) -> JSONResponse:
@@ -182,7 +213,10 @@ def data_plane_router(b: Backend, *, auth: Callable[..., Any], api_version: Call
                        metadata=body.metadata or {},
                        integrations=[i.model_dump(exclude_none=True) for i in body.integrations or []], extra=extra)
         job = _call(b.provider.create_job, spec)
-        headers = {"location": str(request.url_for("get_job", job_id=job.id))} if azure else None
+        # Location: the job's own URL in this dialect (url_for("get_job") would name the first router
+        # mounted, i.e. /v1/..., when both dialects are served).
+        location = f"{str(request.base_url).rstrip('/')}{request.url.path.rstrip('/')}/{job.id}"
+        headers = {"location": location} if azure else None
         return _json(b.wire.job(job), created, headers)
 
     @router.get("/fine_tuning/jobs", summary="List fine-tuning jobs")
@@ -266,6 +300,9 @@ def data_plane_router(b: Backend, *, auth: Callable[..., Any], api_version: Call
     def chat(body: ChatCompletionRequest, model: str) -> Response:
         if body.n is not None and body.n > 1:
             raise ApiError(400, f"invalid n: {body.n}, only n=1 is supported by this server", param="n")
+        if body.stream_options is not None and not body.stream:
+            raise ApiError(400, "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                           param="stream_options")
         messages = [m.model_dump(exclude_none=True) for m in body.messages]
         params = body.model_dump(exclude_none=True, exclude={"messages", "model", "stream", "stream_options"})
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"

@@ -71,13 +71,19 @@ class UploadStore:
             raise ApiError(400, f"invalid mime_type: {req.mime_type!r}, fine-tune files must be JSONL "
                                 f"(e.g. application/jsonl)", param="mime_type")
         now = int(self._now())
-        expires = now + (req.expires_after.seconds if req.expires_after else _EXPIRES_AFTER)
-        up = _Upload(id=f"upload_{uuid.uuid4().hex[:24]}", request=req, created=now,
-                     expires=min(expires, now + _EXPIRES_AFTER), dir=self._root / uuid.uuid4().hex)
+        # An Upload always expires an hour after it is created; expires_after is the expiration
+        # policy of the File it produces (see file_expires_after).
+        up = _Upload(id=f"upload_{uuid.uuid4().hex[:24]}", request=req, created=now, expires=now + _EXPIRES_AFTER,
+                     dir=self._root / uuid.uuid4().hex)
         up.dir.mkdir(parents=True)
         with self._lock:
             self._uploads[up.id] = up
         return self._render(up)
+
+    def file_expires_after(self, upload_id: str) -> int | None:
+        """Seconds after its creation that the File made by this upload expires (None: never)."""
+        up = self._uploads.get(upload_id)
+        return up.request.expires_after.seconds if up is not None and up.request.expires_after else None
 
     def add_part(self, upload_id: str, data: BinaryIO, max_bytes: int) -> dict[str, Any]:
         with self._lock:

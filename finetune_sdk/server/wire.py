@@ -121,13 +121,17 @@ class Wire:
                 "fine_tuned_model_checkpoint": ckpt.model or ckpt.id, "fine_tuning_job_id": job_id,
                 "metrics": self.metrics(ckpt.metrics), "step_number": ckpt.step}
 
-    def file(self, f: File) -> dict[str, Any]:
+    def file(self, f: File, *, expires_at: int | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"object": "file", "id": f.id, "bytes": f.bytes, "created_at": ts(f.created_at),
                                 "filename": f.filename, "purpose": f.purpose,
                                 "status": _FILE_STATUS[self.dialect][f.status]}
+        if expires_at is not None:
+            body["expires_at"] = expires_at
         if self.dialect == "openai":
-            body["expires_at"] = None
-            body["status_details"] = f.status_details
+            # OpenAIFile types expires_at (integer) and status_details (string) as non-nullable
+            # optional fields: leave them out rather than send null.
+            if f.status_details:
+                body["status_details"] = f.status_details
         elif f.status_details:
             body["error"] = {"code": "jsonlValidationFailed", "message": f.status_details}
         return body
@@ -150,13 +154,13 @@ class Wire:
         return {"id": completion_id, "object": "chat.completion", "created": created, "model": model,
                 "choices": [{"index": 0, "message": message, "finish_reason": resp.finish_reason or "stop",
                              "logprobs": None}],
-                "usage": self.usage(resp.usage), "system_fingerprint": None}
+                "usage": self.usage(resp.usage)}
 
     def chunks(self, deltas: Iterable[ChatDelta], *, completion_id: str, created: int, model: str,
                include_usage: bool) -> Iterable[dict[str, Any]]:
         """The chunk objects of a stream (the caller frames them as SSE and adds [DONE])."""
-        base = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                "system_fingerprint": None}
+        # No system_fingerprint: the spec types it as a (deprecated) string, never null.
+        base = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model}
         first = True
         usage = None
         for delta in deltas:
