@@ -114,6 +114,8 @@ class Emulator:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
+        for backend in self.app.state.backends.values():
+            backend.uploads.close()
         for provider in (self.openai, self.azure):
             if provider is not None:
                 provider.close()

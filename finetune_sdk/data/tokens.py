@@ -391,6 +391,11 @@ def register_local_tokenizer_resolver(resolver: Any) -> None:
 
 
 def _local_tokenizer(model: str) -> tuple[Any, str] | None:
+    if not _local_tokenizer_resolvers:
+        try:  # the local backend registers its aliases (the embedded default model) on import
+            importlib.import_module("finetune_sdk.providers.local.models")
+        except ImportError:
+            pass
     for resolver in _local_tokenizer_resolvers:
         found = resolver(model)
         if found is not None:

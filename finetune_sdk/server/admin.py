@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 from fastapi import APIRouter, Body, Depends, FastAPI
@@ -32,13 +33,19 @@ def admin_router(app: FastAPI, *, auth: Callable[..., Any]) -> APIRouter:
             raise ApiError(400, "No simulated backend: the clock cannot be controlled.")
         return found
 
+    def number(body: dict[str, Any], key: str, maximum: float) -> float | None:
+        value = body.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or not 0 <= value <= maximum:
+            raise ApiError(400, f"{key} must be a number between 0 and {maximum:g}", param=key)
+        return float(value)
+
     @router.post("/clock")
     def clock(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        advance, speed = body.get("advance"), body.get("speed")
-        if advance is not None and (not isinstance(advance, (int, float)) or isinstance(advance, bool) or advance < 0):
-            raise ApiError(400, "advance must be a non-negative number of seconds", param="advance")
-        if speed is not None and (not isinstance(speed, (int, float)) or isinstance(speed, bool) or speed < 0):
-            raise ApiError(400, "speed must be a non-negative number", param="speed")
+        advance = number(body, "advance", 10 * 365 * 86400.0)  # at most ten simulated years
+        speed = number(body, "speed", 1e6)
         for c in clocks():
             if speed is not None:
                 c.speed = float(speed)
@@ -49,9 +56,12 @@ def admin_router(app: FastAPI, *, auth: Callable[..., Any]) -> APIRouter:
     @router.put("/faults")
     def set_faults(body: Any = Body(...)) -> dict[str, Any]:
         spec = body.get("spec") if isinstance(body, dict) else body
+        seed = body.get("seed", 0) if isinstance(body, dict) else 0
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ApiError(400, "seed must be an integer", param="seed")
         try:
-            plan = FaultPlan.parse(spec, seed=int(body.get("seed", 0)) if isinstance(body, dict) else 0)
-        except (ValueError, TypeError) as exc:
+            plan = FaultPlan.parse(spec, seed=seed)
+        except (ValueError, TypeError, KeyError) as exc:
             raise ApiError(400, f"invalid fault spec: {exc}", param="spec") from None
         app.state.config.faults = plan
         return {"rules": len(plan.rules), "sequences": len(plan.sequences)}
@@ -71,6 +81,11 @@ def admin_router(app: FastAPI, *, auth: Callable[..., Any]) -> APIRouter:
         backend = app.state.backends.get(dialect)
         if backend is None or not hasattr(backend.provider, "fail_job"):
             raise ApiError(400, f"No simulated {dialect} backend.", param="dialect")
+        at_step, message = body.get("at_step"), body.get("message")
+        if at_step is not None and (isinstance(at_step, bool) or not isinstance(at_step, int) or at_step < 0):
+            raise ApiError(400, "at_step must be a non-negative integer", param="at_step")
+        if message is not None and not isinstance(message, str):
+            raise ApiError(400, "message must be a string", param="message")
         job = _call(backend.provider.fail_job, job_id, at_step=body.get("at_step"), message=body.get("message"))
         return backend.wire.job(job)
 

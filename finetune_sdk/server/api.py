@@ -8,7 +8,6 @@ required ``api-version`` and Azure's status codes and shapes; see wire.py).
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 import time
 import uuid
@@ -24,12 +23,11 @@ from ..providers.base import Provider
 from ..types import Hyperparameters, JobSpec
 from .errors import ApiError, envelope, from_provider_error
 from .schemas import ChatCompletionRequest, CompleteUploadRequest, CreateFineTuningJobRequest, CreateUploadRequest
-from .uploads import UploadStore
+from .uploads import UploadStore, safe_filename
 from .wire import Wire, page
 
 __all__ = ["Backend", "data_plane_router"]
 
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_PART = 64 * 1024 * 1024
 _DEPLOYMENT_NOT_FOUND = ("The API deployment for this resource does not exist. If you created the deployment "
                          "within the last 5 minutes, please wait a moment and try again.")
@@ -117,7 +115,7 @@ def data_plane_router(b: Backend, *, auth: Callable[..., Any], api_version: Call
                 raise ApiError(400, f"invalid expires_after.seconds: {expires_seconds!r}, expected an integer between "
                                     f"{min_expiry} and 2592000", param="expires_after.seconds",
                                code="invalidPayload" if azure else None)
-        name = _SAFE_NAME.sub("_", Path(file.filename or "upload.jsonl").name)[:200] or "upload.jsonl"
+        name = safe_filename(file.filename)
         with tempfile.TemporaryDirectory(prefix="finetune-upload-") as tmp:
             path = Path(tmp) / name
             with open(path, "wb") as out:
@@ -265,9 +263,14 @@ def data_plane_router(b: Backend, *, auth: Callable[..., Any], api_version: Call
         chunk, more = _slice(ckpts, after, limit)
         return _json(page(chunk, more, with_ids=True))
 
-    @router.api_route("/fine_tuning/checkpoints/{checkpoint}/permissions", methods=["GET", "POST"],
-                      summary="Checkpoint permissions (not supported)")
-    def checkpoint_permissions(checkpoint: str) -> JSONResponse:
+    @router.get("/fine_tuning/checkpoints/{checkpoint}/permissions", summary="List checkpoint permissions "
+                "(not supported)")
+    def list_checkpoint_permissions(checkpoint: str) -> JSONResponse:
+        raise _unsupported("Sharing checkpoints across projects (checkpoint permissions)")
+
+    @router.post("/fine_tuning/checkpoints/{checkpoint}/permissions", summary="Create checkpoint permissions "
+                 "(not supported)")
+    def create_checkpoint_permissions(checkpoint: str) -> JSONResponse:
         raise _unsupported("Sharing checkpoints across projects (checkpoint permissions)")
 
     @router.delete("/fine_tuning/checkpoints/{checkpoint}/permissions/{permission_id}",

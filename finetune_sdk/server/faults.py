@@ -39,9 +39,22 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 def _check_kind(kind: str) -> str:
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise ValueError(f"unknown fault kind {kind!r}; use one of {', '.join(KINDS)}")
     return kind
+
+
+def _check_route(route: Any) -> None:
+    if not isinstance(route, str) or not route.strip():
+        raise ValueError(f"a fault needs a route like 'POST /v1/fine_tuning/jobs', not {route!r}")
+
+
+def _check_number(name: str, value: Any, *, minimum: float = 0.0, maximum: float = 86400.0,
+                  optional: bool = True) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (minimum <= value <= maximum):
+        raise ValueError(f"{name} must be a number between {minimum:g} and {maximum:g}, not {value!r}")
 
 
 def _match(pattern: str, method: str, path: str) -> bool:
@@ -64,9 +77,15 @@ class FaultRule:
     times: int | None = None  # fire at most this many times
 
     def __post_init__(self) -> None:
+        _check_route(self.route)
         _check_kind(self.kind)
-        if not 0 <= self.probability <= 1:
-            raise ValueError("probability must be between 0 and 1")
+        _check_number("probability", self.probability, maximum=1.0, optional=False)
+        _check_number("retry_after", self.retry_after)
+        _check_number("retry_after_ms", self.retry_after_ms, maximum=86_400_000)
+        _check_number("delay", self.delay, maximum=3600.0, optional=False)
+        if self.times is not None and (isinstance(self.times, bool) or not isinstance(self.times, int)
+                                       or self.times < 0):
+            raise ValueError(f"times must be a non-negative integer, not {self.times!r}")
 
 
 @dataclass
@@ -76,6 +95,9 @@ class FaultSequence:
     position: int = 0
 
     def __post_init__(self) -> None:
+        _check_route(self.route)
+        if not isinstance(self.steps, list) or not self.steps:
+            raise ValueError("a fault sequence needs a non-empty list of steps")
         for step in self.steps:
             _check_kind(step)
 
@@ -129,12 +151,21 @@ class FaultPlan:
             spec = json.loads(spec)
         if not isinstance(spec, str):
             rules, sequences = [], []
+            if not isinstance(spec, (list, tuple)):
+                raise ValueError("a fault spec is a string or a list of rule objects")
             for item in spec:
-                item = dict(item)
-                if "steps" in item:
-                    sequences.append(FaultSequence(item["route"], list(item["steps"])))
-                else:
-                    rules.append(FaultRule(**item))
+                if not isinstance(item, dict):
+                    raise ValueError(f"each fault rule must be an object, not {item!r}")
+                try:
+                    if "steps" in item:
+                        extra = set(item) - {"route", "steps"}
+                        if extra:
+                            raise ValueError(f"unknown keys {sorted(extra)} in a fault sequence")
+                        sequences.append(FaultSequence(item.get("route"), item["steps"]))
+                    else:
+                        rules.append(FaultRule(**item))
+                except TypeError as exc:
+                    raise ValueError(f"invalid fault rule {item!r}: {exc}") from None
             return cls(rules=rules, sequences=sequences, seed=seed)
         rules, sequences = [], []
         for clause in filter(None, (c.strip() for c in spec.split(";"))):
@@ -142,10 +173,16 @@ class FaultPlan:
             if not sep or not route.strip():
                 raise ValueError(f"fault clause {clause!r} must look like 'METHOD /path: kind@p, kind@p'")
             items = [i.strip() for i in body.split(",") if i.strip()]
+            if not items:
+                raise ValueError(f"fault clause {clause!r} names no fault")
             if all("@" in i for i in items):
                 for item in items:
                     kind, _, prob = item.partition("@")
-                    rules.append(FaultRule(route.strip(), kind.strip(), float(prob)))
+                    try:
+                        probability = float(prob)
+                    except ValueError:
+                        raise ValueError(f"{prob!r} is not a probability (in {clause!r})") from None
+                    rules.append(FaultRule(route.strip(), kind.strip(), probability))
             elif not any("@" in i for i in items):
                 sequences.append(FaultSequence(route.strip(), items))
             else:
@@ -181,6 +218,32 @@ async def _send_json(send: Send, status: int, body: dict[str, Any], headers: dic
     await send({"type": "http.response.body", "body": payload})
 
 
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.sleep(3600)  # the client is gone; the app never needs more
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
 async def _send_truncated(send: Send, status: int = 200) -> None:
     """Headers promising a body that never fully arrives: the client sees a broken connection."""
     await send({"type": "http.response.start", "status": status,
@@ -205,6 +268,8 @@ class FaultMiddleware:
         if fault.kind in ("429", "daily", "500", "502", "503"):
             status, body, headers = _error_body(fault.kind, path)
             if fault.kind == "429":
+                if fault.retry_after is None and fault.retry_after_ms is None:
+                    headers["retry-after"] = "1"  # real rate limits say when to come back
                 if fault.retry_after is not None:
                     headers["retry-after"] = str(fault.retry_after)
                 if fault.retry_after_ms is not None:
@@ -213,8 +278,10 @@ class FaultMiddleware:
         elif fault.kind == "drop":
             await _send_truncated(send)  # returning mid-body makes the server close the connection
         elif fault.kind == "slow":
+            # Read the request first: a client that gave up must not stop it from being handled.
+            body = await _read_body(receive)
             await asyncio.sleep(fault.delay)
-            await self.app(scope, receive, send)
+            await self.app(scope, _replay(body), send)
         elif fault.kind == "lost":
             started: dict[str, Any] = {}
 

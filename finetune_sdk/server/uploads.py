@@ -9,6 +9,7 @@ assembled file is handed to the provider like any uploaded file.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import tempfile
 import threading
@@ -20,7 +21,16 @@ from typing import Any, BinaryIO, Callable
 from .errors import ApiError
 from .schemas import CompleteUploadRequest, CreateUploadRequest
 
-__all__ = ["UploadStore"]
+__all__ = ["UploadStore", "safe_filename"]
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_filename(name: str | None, default: str = "upload.jsonl") -> str:
+    """A client-supplied file name made safe to create on disk (no paths, no dot-names, bounded)."""
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = _UNSAFE.sub("_", base).lstrip(".")[:200]
+    return cleaned or default
 
 _EXPIRES_AFTER = 3600
 _MIME_FOR_JSONL = {"application/jsonl", "application/json", "application/x-ndjson", "text/jsonl", "text/plain",
@@ -123,7 +133,7 @@ class UploadStore:
                 raise ApiError(400, f"The upload declared {up.request.bytes} bytes but its parts hold {total} bytes.",
                                code="bytes_mismatch", param="part_ids")
             up.status = "completing"
-        name = Path(up.request.filename).name or "upload.jsonl"
+        name = safe_filename(up.request.filename)
         target = up.dir / "assembled" / name
         target.parent.mkdir()
         digest = hashlib.md5(usedforsecurity=False)

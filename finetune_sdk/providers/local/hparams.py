@@ -29,7 +29,7 @@ class TrainConfig(BaseModel):
     method: Literal["supervised", "dpo"] = "supervised"
     n_epochs: int = Field(3, ge=1, le=1000)
     batch_size: int = Field(8, ge=1, le=4096, description="Examples per optimizer step.")
-    learning_rate_multiplier: float = Field(1.0, gt=0, le=1000)
+    learning_rate_multiplier: float = Field(1.0, gt=0, le=1e9)
     beta: float = Field(0.1, gt=0, le=10, description="DPO strength; higher is more conservative.")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
     # -- adapter
