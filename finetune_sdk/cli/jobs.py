@@ -78,6 +78,8 @@ def train(
     learning_rate_multiplier: Optional[float] = typer.Option(None, "--lr-multiplier", min=0.0),
     suffix: Optional[str] = typer.Option(None, "--suffix"),
     seed: Optional[int] = typer.Option(None, "--seed", min=0),
+    extra: list[str] = typer.Option([], "--hyperparameter", "-H", metavar="KEY=VALUE",
+                                    help="Any other hyperparameter, e.g. -H lora_rank=8 -H max_steps=100 (local)."),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for the job to finish."),
     timeout: Optional[float] = typer.Option(None, "--timeout", min=1.0, help="Seconds to wait."),
     profile: Optional[str] = ProfileOpt, provider: Optional[str] = ProviderOpt, config: Optional[Path] = ConfigOpt,
@@ -87,8 +89,17 @@ def train(
     if method not in ("supervised", "dpo", "reinforcement"):
         fail(f"--method must be supervised, dpo or reinforcement, not {method!r}")
     client = _client(profile, provider, config)
-    hyper = {k: v for k, v in {"n_epochs": epochs, "batch_size": batch_size,
-                               "learning_rate_multiplier": learning_rate_multiplier}.items() if v is not None}
+    hyper: dict[str, Any] = {k: v for k, v in {"n_epochs": epochs, "batch_size": batch_size,
+                                               "learning_rate_multiplier": learning_rate_multiplier}.items()
+                             if v is not None}
+    for item in extra:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--hyperparameter takes KEY=VALUE, not {item!r}")
+        try:
+            hyper[key.strip()] = json.loads(raw)  # numbers, booleans, lists
+        except ValueError:
+            hyper[key.strip()] = raw
     try:
         job = client.jobs.create(model=model, training_file=file, validation_file=validation, method=method,
                                  hyperparameters=hyper, suffix=suffix, seed=seed)

@@ -29,6 +29,9 @@ __all__ = ["LocalProvider", "LocalSettings"]
 
 
 class LocalSettings(ProviderSettings):
+    base_model: str | None = setting("smollm2-135m-instruct", env=("FINETUNE_BASE_MODEL",),
+                                     example='base_model = "smollm2-135m-instruct"',
+                                     description="The default base model: an alias, a model directory or a Hub id.")
     home: str | None = setting(None, description="State directory (default: FINETUNE_HOME or the user cache).")
     launcher: str = setting("python", example='launcher = "torchrun --nproc-per-node 2"',
                             description="How to start a job: python, or a torchrun / accelerate launch prefix.")

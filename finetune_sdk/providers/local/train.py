@@ -152,7 +152,9 @@ class JobRunner:
                     trainer.load_checkpoint(Path(record.resume_from), self._load_weights(trainer.model, cfg))
                     self.event(f"Resumed from checkpoint at step {trainer.step}")
                 self._loop(trainer, cfg)
+                trainer.save_checkpoint({})  # every rank: it is a collective
                 if self.dist.main:
+                    self.event(f"Checkpoint created at step {trainer.step}")
                     self._finish(trainer, tokenizer, cfg, to_results_csv(points_from_events(
                         self.store.events(self.job_id))))
                 return 0
@@ -349,12 +351,23 @@ class JobRunner:
         return load
 
     # ------------------------------------------------------------------ the loop
+    def _agreed_stop(self) -> str | None:
+        """Whether to stop, decided by rank 0 and shared, so every rank stops at the same step."""
+        reason = self.should_stop() if self.dist.main else None
+        if self.dist.world == 1:
+            return reason
+        import torch
+
+        code = torch.tensor([{None: 0, "cancel": 1, "pause": 2}[reason]])
+        torch.distributed.broadcast(code, src=0)
+        return {0: None, 1: "cancel", 2: "pause"}[int(code)]
+
     def _loop(self, trainer: Any, cfg: Any) -> None:
         from .trainer import StopTraining
 
         durations: list[float] = []
         while trainer.step < trainer.total_steps:
-            reason = self.should_stop()
+            reason = self._agreed_stop()
             if reason is not None:
                 raise StopTraining(reason)
             data = trainer.run_step()
@@ -387,8 +400,6 @@ class JobRunner:
                     self.event(f"Checkpoint created at step {step}")
 
     def _finish(self, trainer: Any, tokenizer: Any, cfg: Any, results_csv: str) -> None:
-        trainer.save_checkpoint({})
-        self.event(f"Checkpoint created at step {trainer.step}")
         out = self.job_dir / ("adapter" if cfg.lora else "model")
         tmp = self.job_dir / f".{out.name}.tmp"
         import shutil

@@ -1,0 +1,243 @@
+"""Local jobs as supervised processes, on a tiny random Llama: lifecycle, queueing, cancel,
+pause/resume, kill-and-resume (same weights as an uninterrupted run), bad input, DPO,
+and a 2-process data-parallel run (gloo) matching the single-process result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+from safetensors.torch import load_file  # noqa: E402
+
+from finetune_sdk import FineTuneClient  # noqa: E402
+from finetune_sdk.errors import BadRequestError, DatasetError, JobFailedError  # noqa: E402
+from finetune_sdk.providers.local.tiny import make_tiny_model  # noqa: E402
+from finetune_sdk.types import JobStatus  # noqa: E402
+from finetune_sdk.waiting import PollSchedule  # noqa: E402
+
+FAST = PollSchedule(initial=0.3, maximum=1.0, near_end=0.3)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(make_tiny_model(tmp_path_factory.mktemp("tiny") / "model"))
+
+
+def chat_file(path: Path, n: int = 24, seed: int = 0) -> Path:
+    rows = []
+    for i in range(n):
+        rows.append({"messages": [{"role": "system", "content": "Reply with JSON only."},
+                                  {"role": "user", "content": f"Maria is {20 + (i * 7 + seed) % 50} and lives in Lisbon."},
+                                  {"role": "assistant", "content": json.dumps({"name": "Maria", "age": 20 + (i * 7 + seed) % 50})}]})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def client(home: Path) -> FineTuneClient:
+    return FineTuneClient("local", home=str(home), ledger=False, poll=FAST)
+
+
+def wait_for(predicate: Any, timeout: float = 120.0, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+def adapter(job_dir: Path) -> dict[str, Any]:
+    return load_file(str(job_dir / "adapter" / "adapter_model.safetensors"))
+
+
+def test_lifecycle_events_metrics_checkpoints(tiny: str, tmp_path: Path) -> None:
+    c = client(tmp_path / "home")
+    job = c.jobs.create(model=tiny, training_file=chat_file(tmp_path / "t.jsonl"),
+                        validation_file=chat_file(tmp_path / "v.jsonl", 6, seed=3),
+                        hyperparameters={"n_epochs": 2, "batch_size": 4, "learning_rate_multiplier": 5})
+    assert job.status is JobStatus.VALIDATING and job.provider == "local"
+    events = list(c.jobs.follow(job.id))
+    messages = [e.message for e in events]
+    assert messages[0].startswith("Validating training file") and messages[-1] == "The job has successfully completed"
+    assert any(m.startswith("Files validated") for m in messages)
+    job = c.jobs.wait(job.id, progress=False)
+    assert job.status is JobStatus.SUCCEEDED and job.fine_tuned_model.startswith("ft:model:local:")
+    metrics = c.jobs.metrics(job.id)
+    assert [p.step for p in metrics] == list(range(1, 13))
+    last = metrics[-1]
+    assert last.full_valid_loss is not None and last.valid_loss is not None
+    extra = last.model_extra or {}
+    assert {"tokens_per_second", "learning_rate", "grad_norm", "eta_seconds"} <= set(extra)
+    assert metrics[0].train_loss > metrics[-1].train_loss
+    ckpts = c.jobs.checkpoints(job.id)
+    assert [k.step for k in ckpts] == [6, 12] and all(Path(k.path).is_dir() for k in ckpts)
+    csv = c.files.content(job.result_files[0]).decode()
+    assert csv.splitlines()[0] == "step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy"
+    job_dir = tmp_path / "home" / "jobs" / job.id
+    assert (job_dir / "adapter" / "adapter_config.json").is_file() and (job_dir / "train.log").is_file()
+
+
+def test_bad_input_fails_early_and_clearly(tiny: str, tmp_path: Path) -> None:
+    c = client(tmp_path / "home")
+    with pytest.raises(BadRequestError, match="smollm9|alias|not"):
+        c.jobs.create(model="smollm9-unknown", training_file=chat_file(tmp_path / "t.jsonl"))
+    with pytest.raises(BadRequestError, match="lora_rnak"):
+        c.jobs.create(model=tiny, training_file=chat_file(tmp_path / "t.jsonl"), hyperparameters={"lora_rnak": 4})
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n' * 3)
+    with pytest.raises(DatasetError, match="no_trainable_assistant"):  # the client validates before uploading
+        c.jobs.create(model=tiny, training_file=bad)
+    job = c.jobs.create(model=tiny, training_file=bad, validate=False)  # the job validates again, in its process
+    with pytest.raises(JobFailedError, match="no_trainable_assistant") as exc:
+        c.jobs.wait(job.id, progress=False)
+    assert exc.value.job.error.code == "invalid_training_file"
+    report = tmp_path / "home" / "jobs" / job.id / "validation_report.json"
+    assert json.loads(report.read_text())["valid"] is False
+
+
+@pytest.mark.parametrize("failure, code, advice", [
+    ("nan", "non_finite_loss", "learning_rate_multiplier"),
+    ("oom", "out_of_memory", "batch_size"),
+])
+def test_training_failures_end_the_job_with_advice(tiny: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   failure: str, code: str, advice: str) -> None:
+    """The training process itself is run in-process here, so a failure can be injected into it."""
+    from finetune_sdk.providers.local import trainer as trainer_mod
+    from finetune_sdk.providers.local.train import JobRunner
+
+    c = FineTuneClient("local", home=str(tmp_path / "home"), ledger=False, poll=FAST, launcher="true")
+    job = c.jobs.create(model=tiny, training_file=chat_file(tmp_path / "t.jsonl"), hyperparameters={"batch_size": 4})
+
+    def broken(self: Any) -> Any:
+        if failure == "nan":
+            raise trainer_mod.NonFiniteLoss(f"the loss became nan at step {self.step + 1}")
+        raise MemoryError()
+
+    monkeypatch.setattr(trainer_mod.Trainer, "run_step", broken)
+    assert JobRunner(tmp_path / "home" / "jobs" / job.id).run() == 1
+    failed = c.jobs.get(job.id)
+    assert failed.status is JobStatus.FAILED and failed.error.code == code
+    assert advice in failed.error.message
+
+
+def test_non_finite_loss_is_detected(tiny: str) -> None:
+    from finetune_sdk.providers.local import models
+    from finetune_sdk.providers.local.batching import ChatRenderer
+    from finetune_sdk.providers.local.hparams import TrainConfig
+    from finetune_sdk.providers.local.trainer import Dist, NonFiniteLoss, Trainer
+
+    resolved = models.resolve_base_model(tiny)
+    tok = models.load_tokenizer(resolved)
+    model = models.load_model(resolved)
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    seqs = [ChatRenderer(tok, 64).chat([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}])]
+    t = Trainer(TrainConfig(lora=False, batch_size=1), model, seqs, [], device=torch.device("cpu"), dist=Dist(),
+                mask="bool", emit=lambda *a: None, checkpoint_dir=Path("/nonexistent"), should_stop=lambda: None,
+                save_adapter=lambda p: None)
+    with pytest.raises(NonFiniteLoss, match="step 1"):
+        t.run_step()
+
+
+def test_queue_cancel_and_pause(tiny: str, tmp_path: Path) -> None:
+    c = client(tmp_path / "home")
+    data = chat_file(tmp_path / "t.jsonl", 64)
+    slow = {"n_epochs": 50, "batch_size": 2, "checkpoint_every": 5}
+    first = c.jobs.create(model=tiny, training_file=data, hyperparameters=slow)
+    wait_for(lambda: c.jobs.get(first.id).status is JobStatus.RUNNING)
+    second = c.jobs.create(model=tiny, training_file=data, hyperparameters=slow)
+    wait_for(lambda: c.jobs.get(second.id).status is JobStatus.QUEUED)  # one running job per device
+    assert any("Queued" in e.message for e in c.jobs.events(second.id))
+
+    wait_for(lambda: (c.jobs.get(first.id).raw or {}).get("step", 0) >= 6)
+    cancelled = c.jobs.cancel(first.id)
+    assert cancelled.status is JobStatus.CANCELLED
+    assert c.jobs.checkpoints(first.id), "cancel keeps the last checkpoint"
+
+    wait_for(lambda: c.jobs.get(second.id).status is JobStatus.RUNNING)  # the queue moves on
+    wait_for(lambda: (c.jobs.get(second.id).raw or {}).get("step", 0) >= 2)
+    paused = c.jobs.pause(second.id)
+    assert paused.status is JobStatus.PAUSED
+    step = paused.raw["step"]
+    time.sleep(1.5)
+    assert c.jobs.get(second.id).raw["step"] == step, "a paused job kept training"
+    resumed = c.jobs.resume(second.id)
+    assert resumed.status in (JobStatus.QUEUED, JobStatus.RUNNING)
+    wait_for(lambda: (c.jobs.get(second.id).raw or {}).get("step", 0) > step)
+    assert any("resumed" in e.message.lower() for e in c.jobs.events(second.id))
+    assert c.jobs.cancel(second.id).status is JobStatus.CANCELLED
+
+
+def train_to_end(c: FineTuneClient, tiny: str, data: Path, **hp: Any) -> Any:
+    job = c.jobs.create(model=tiny, training_file=data, seed=7,
+                        hyperparameters={"n_epochs": 2, "batch_size": 4, "checkpoint_every": 2,
+                                         "learning_rate_multiplier": 5, **hp})
+    return job
+
+
+def test_kill_and_resume_matches_uninterrupted(tiny: str, tmp_path: Path) -> None:
+    data = chat_file(tmp_path / "t.jsonl", 24)
+    ref_client = client(tmp_path / "ref")
+    ref = ref_client.jobs.wait(train_to_end(ref_client, tiny, data).id, progress=False)
+
+    c = client(tmp_path / "home")
+    job = train_to_end(c, tiny, data)
+    wait_for(lambda: len(c.jobs.checkpoints(job.id)) >= 2)  # steps 2 and 4 checkpointed
+    pid = c.jobs.get(job.id).raw["pid"]
+    os.killpg(pid, signal.SIGKILL)  # a hard kill: no chance to save anything
+    failed = wait_for(lambda: (lambda j: j if j.status is JobStatus.FAILED else None)(c.jobs.get(job.id)))
+    assert failed.error.code == "process_lost" and "train.log" in failed.error.message
+    c.jobs.resume(job.id)
+    done = c.jobs.wait(job.id, progress=False)
+    assert done.status is JobStatus.SUCCEEDED
+    ours = adapter(tmp_path / "home" / "jobs" / job.id)
+    theirs = adapter(tmp_path / "ref" / "jobs" / ref.id)
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        assert torch.allclose(ours[key], theirs[key], atol=1e-5), key
+
+
+def test_two_process_data_parallel_matches_single_process(tiny: str, tmp_path: Path) -> None:
+    if shutil.which("torchrun") is None and not Path(os.path.dirname(os.sys.executable), "torchrun").exists():
+        pytest.skip("torchrun is not installed")
+    data = chat_file(tmp_path / "t.jsonl", 16)
+    single = client(tmp_path / "one")
+    one = single.jobs.wait(train_to_end(single, tiny, data, lora_dropout=0.0).id, progress=False)
+    torchrun = str(Path(os.sys.executable).with_name("torchrun"))
+    ddp = FineTuneClient("local", home=str(tmp_path / "two"), ledger=False, poll=FAST,
+                         launcher=f"{torchrun} --nproc-per-node 2 --master-port 29533")
+    two = ddp.jobs.wait(train_to_end(ddp, tiny, data, lora_dropout=0.0).id, progress=False)
+    a, b = adapter(tmp_path / "one" / "jobs" / one.id), adapter(tmp_path / "two" / "jobs" / two.id)
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-4), key
+    la, lb = single.jobs.metrics(one.id), ddp.jobs.metrics(two.id)
+    assert [round(p.train_loss, 4) for p in la] == [round(p.train_loss, 4) for p in lb]
+
+
+def test_dpo_on_preference_data(tiny: str, tmp_path: Path) -> None:
+    rows = [{"input": {"messages": [{"role": "user", "content": f"Say yes {i}"}]},
+             "preferred_output": [{"role": "assistant", "content": "yes"}],
+             "non_preferred_output": [{"role": "assistant", "content": "no way"}]} for i in range(12)]
+    data = tmp_path / "prefs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    c = client(tmp_path / "home")
+    job = c.jobs.create(model=tiny, training_file=data, method="dpo",
+                        hyperparameters={"n_epochs": 2, "batch_size": 4, "beta": 0.5, "learning_rate_multiplier": 20})
+    job = c.jobs.wait(job.id, progress=False)
+    assert job.status is JobStatus.SUCCEEDED and job.method == "dpo"
+    points = c.jobs.metrics(job.id)
+    assert points[-1].train_loss < points[0].train_loss  # the policy moves towards the preferred answers
+    assert "reward_accuracy" in (points[-1].model_extra or {})
