@@ -253,6 +253,17 @@ class Jobs:
     def checkpoints(self, job_id: str) -> list[Checkpoint]:
         return self._p.list_checkpoints(job_id)
 
+    def export(self, job_id: str, *, format: str = "adapter", out: str | os.PathLike[str], **options: Any) -> Any:
+        """Write a local fine-tune for other engines: ``adapter`` (vLLM --lora-modules), ``merged``
+        (safetensors for vLLM/TGI/...), or ``gguf`` (llama.cpp / Ollama, with a Modelfile).
+        Returns an ExportResult whose ``commands`` say how to serve it."""
+        return self._p.export(job_id, format=format, out=Path(out), **options)
+
+    def push_to_hub(self, job_id: str, repo_id: str, *, private: bool = False, merged: bool = False,
+                    token: str | None = None) -> Any:
+        """Publish a local fine-tune (adapter, or the merged model) with a model card to the Hugging Face Hub."""
+        return self._p.push_to_hub(job_id, repo_id, private=private, merged=merged, token=token)
+
     def metrics(self, job_id: str) -> Metrics:
         """Metric points (train/valid loss and accuracy per step), exportable with ``.to_csv()``
         and plottable with ``.plot()``."""
@@ -308,6 +319,13 @@ class Models:
 
     def delete(self, model: str) -> None:
         self._c.provider.delete_model(model)
+
+
+def _compare(client: "FineTuneClient", examples: Any, tuned: Any, base: Any, **kwargs: Any) -> Any:
+    from .evaluation import compare, load_examples
+
+    items = load_examples(examples) if isinstance(examples, (str, os.PathLike)) else list(examples)
+    return compare(client, items, tuned=tuned, base=base, **kwargs)
 
 
 class FineTuneClient:
@@ -413,6 +431,23 @@ class FineTuneClient:
         if is_validation_file and not report.valid and set(report.error_counts) == {"too_few_examples"}:
             report.valid = True  # a validation file has no minimum size
         return report
+
+    def compare(self, examples: str | os.PathLike[str] | list[dict[str, Any]], *, tuned: Deployment | Job | str,
+                base: Deployment | str | None = None, max_tokens: int = 64) -> Any:
+        """Answer held-out chat examples with the base model and the fine-tune; score both.
+
+        ``examples``: a JSONL path or a list of chat examples whose last assistant message is
+        the expected answer. ``base`` defaults to the tuned job's base model. Returns a
+        :class:`~finetune_sdk.evaluation.Comparison` (exact-match and JSON-value scores).
+        """
+        if base is None:
+            if isinstance(tuned, Job):
+                base = tuned.model
+            elif isinstance(tuned, Deployment) and tuned.job_id:
+                base = self.jobs.get(tuned.job_id).model
+            else:
+                raise ValueError("pass base=... (the base model or its deployment) to compare against")
+        return _compare(self, examples, tuned, base, max_tokens=max_tokens)
 
     def _model_for(self, target: Deployment | Job | str) -> str:
         if isinstance(target, Deployment):

@@ -27,7 +27,7 @@ from typing import Any, Iterator, Literal
 from .providers.simulated import SimClock, SimTimings, SimulatedProvider, SimulatedSettings
 from .server import FaultPlan, ServerConfig, create_app
 
-__all__ = ["Emulator", "emulator", "StaticTokenCredential"]
+__all__ = ["Emulator", "emulator", "StaticTokenCredential", "ThreadedServer"]
 
 
 class StaticTokenCredential:
@@ -62,6 +62,51 @@ logging.getLogger("uvicorn.error").addFilter(_QuietInjectedFaults())
 Dialects = Literal["openai", "azure", "both"]
 
 
+class ThreadedServer:
+    """Any ASGI application served by uvicorn in a background thread (port 0: a free one)."""
+
+    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> "ThreadedServer":
+        import uvicorn
+
+        config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="error", lifespan="off",
+                                access_log=False, timeout_graceful_shutdown=1)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="finetune-server", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError(f"The server failed to start on {self.host}:{self.port}.")
+            if time.monotonic() > deadline:
+                raise RuntimeError("The server did not start in time.")
+            time.sleep(0.01)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> "ThreadedServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
 class Emulator:
     """The emulator running in a background thread on a loopback port."""
 
@@ -86,34 +131,17 @@ class Emulator:
                                    admin=True, azure_require_training_type=azure_require_training_type,
                                    max_json_bytes=max_json_bytes, max_upload_bytes=max_upload_bytes)
         self.app = create_app(openai=self.openai, azure=self.azure, config=self.config)
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
+        self._server: ThreadedServer | None = None
 
     # -- lifecycle
     def start(self, timeout: float = 10.0) -> "Emulator":
-        import uvicorn
-
-        config = uvicorn.Config(self.app, host=self.host, port=self._port, log_level="error", lifespan="off",
-                                access_log=False, timeout_graceful_shutdown=1)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="finetune-emulator", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive():
-                raise RuntimeError(f"The emulator failed to start on {self.host}:{self._port}.")
-            if time.monotonic() > deadline:
-                raise RuntimeError("The emulator did not start in time.")
-            time.sleep(0.01)
-        sock = self._server.servers[0].sockets[0]
-        self._port = sock.getsockname()[1]
+        self._server = ThreadedServer(self.app, host=self.host, port=self._port).start(timeout)
+        self._port = self._server.port
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._server.stop()
         for backend in self.app.state.backends.values():
             backend.uploads.close()
         for provider in (self.openai, self.azure):

@@ -247,3 +247,35 @@ def chat(model: str = typer.Argument(..., help="A deployment name, fine-tuned mo
     sys.stdout.write("\n")
 
 
+
+
+@app.command()
+def export(job_id: str, format: str = typer.Option("adapter", "--format", help="adapter | merged | gguf"),
+           out_dir: Path = typer.Option(..., "--out", help="An empty or new directory.", file_okay=False),
+           gguf_type: str = typer.Option("f16", "--gguf-type", help="f16 | f32 | q8_0"),
+           profile: Optional[str] = ProfileOpt, provider: Optional[str] = ProviderOpt,
+           config: Optional[Path] = ConfigOpt) -> None:
+    """Write a local fine-tune for vLLM (adapter, merged) or llama.cpp / Ollama (gguf)."""
+    if format not in ("adapter", "merged", "gguf"):
+        fail(f"--format must be adapter, merged or gguf, not {format!r}")
+    if gguf_type not in ("f16", "f32", "q8_0"):
+        fail(f"--gguf-type must be f16, f32 or q8_0, not {gguf_type!r}")
+    client = _client(profile, provider or ("local" if profile is None else None), config, job_id)
+    options = {"gguf_type": gguf_type} if format == "gguf" else {}
+    result = client.jobs.export(job_id, format=format, out=out_dir, **options)
+    out.print(f"exported {job_id} as {result.format} to {result.path}", markup=False)
+    for note in result.notes:
+        out.print(f"  note: {note}", markup=False)
+    for command in result.commands:
+        out.print(f"  {command}", markup=False)
+
+
+@app.command()
+def push(job_id: str, repo_id: str, private: bool = typer.Option(False, "--private", help="Create it private."),
+         merged: bool = typer.Option(False, "--merged", help="Upload the merged model instead of the adapter."),
+         profile: Optional[str] = ProfileOpt, provider: Optional[str] = ProviderOpt,
+         config: Optional[Path] = ConfigOpt) -> None:
+    """Publish a local fine-tune and its model card to the Hugging Face Hub (token: HF_TOKEN or hf auth login)."""
+    client = _client(profile, provider or ("local" if profile is None else None), config, job_id)
+    result = client.jobs.push_to_hub(job_id, repo_id, private=private, merged=merged)
+    out.print(f"pushed {job_id} to {result.url} ({len(result.files)} files)", markup=False)

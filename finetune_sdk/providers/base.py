@@ -47,6 +47,8 @@ class Capability(str, enum.Enum):
     CHAT = "chat"
     DELETE_MODEL = "delete_model"
     METADATA_FILTER = "metadata_filter"
+    EXPORT = "export"
+    PUSH_TO_HUB = "push_to_hub"
 
 
 class Provider:
@@ -155,6 +157,14 @@ class Provider:
         reply = self.chat(model, messages, **params)
         yield ChatDelta(content=reply.content or "")
         yield ChatDelta(finish_reason=reply.finish_reason or "stop", usage=reply.usage)
+
+    def export(self, job_id: str, *, format: str, out: Path, **options: Any) -> Any:
+        """Write a fine-tune's weights for other engines (adapter, merged, gguf)."""
+        raise self._unsupported(Capability.EXPORT, "Hosted providers keep the weights; only local jobs export.")
+
+    def push_to_hub(self, job_id: str, repo_id: str, **options: Any) -> Any:
+        """Publish a fine-tune to the Hugging Face Hub."""
+        raise self._unsupported(Capability.PUSH_TO_HUB, "Only local fine-tunes have weights to publish.")
 
     def close(self) -> None:
         """Release connections and background resources."""

@@ -20,7 +20,8 @@ from typing import Any
 from ...config import ProviderSettings, finetune_home, setting
 from ...errors import BadRequestError, NotFoundError
 from ...metrics import points_from_events
-from ...types import Checkpoint, Event, File, Job, JobSpec, JobStatus, MetricPoint, ModelInfo, from_timestamp
+from ...types import (Checkpoint, Deployment, DeploySpec, Event, File, Job, JobSpec, JobStatus, MetricPoint,
+                      ModelInfo, from_timestamp)
 from ..base import Capability, Provider
 from .hparams import train_config
 from .store import TERMINAL, FileStore, JobRecord, JobStore, process_alive, process_started_at, read_json
@@ -37,6 +38,7 @@ class LocalSettings(ProviderSettings):
                             description="How to start a job: python, or a torchrun / accelerate launch prefix.")
     python: str | None = setting(None, description="Interpreter for job processes (default: this one).")
     cancel_grace_seconds: float = setting(20.0, description="Seconds a job has to stop before it is killed.")
+    device: str = setting("auto", description="Inference device of the background server (auto, cpu, cuda).")
 
 
 class LocalProvider(Provider):
@@ -46,11 +48,16 @@ class LocalProvider(Provider):
     hosted = False
     capabilities = frozenset({Capability.UPLOAD, Capability.FILES, Capability.CREATE_JOB, Capability.EVENTS,
                               Capability.CHECKPOINTS, Capability.METRICS, Capability.CANCEL, Capability.PAUSE,
-                              Capability.RESUME, Capability.METADATA_FILTER, Capability.MODELS})
+                              Capability.RESUME, Capability.METADATA_FILTER, Capability.MODELS, Capability.DEPLOY,
+                              Capability.CHAT, Capability.EXPORT, Capability.PUSH_TO_HUB})
     Settings = LocalSettings
 
-    def __init__(self, settings: LocalSettings | None = None, **kwargs: Any) -> None:
+    def __init__(self, settings: LocalSettings | None = None, *, host: Any = None, **kwargs: Any) -> None:
+        """``host``: a :class:`~finetune_sdk.providers.local.serving.ModelHost` when this provider runs inside
+        the inference server (chat is then served in-process); otherwise chat and deployments go
+        through the background server."""
         super().__init__(settings, **kwargs)
+        self.host = host
         s: LocalSettings = self.settings  # type: ignore[assignment]
         self.home = Path(s.home).expanduser() if s.home else finetune_home()
         self.jobs = JobStore(self.home)
@@ -119,6 +126,8 @@ class LocalProvider(Provider):
 
     def create_job(self, spec: JobSpec) -> Job:
         cfg = train_config(spec.method, spec.hyperparameters, spec.seed)
+        if self.host is not None:
+            spec = self._served_base(spec)
         self._check_model(spec.model)
         sources = {"train.jsonl": spec.training_file, "validation.jsonl": spec.validation_file}
         paths = {}
@@ -139,6 +148,19 @@ class LocalProvider(Provider):
             record.created_at), message=f"Validating training file: {spec.training_file}"))
         self._launch(record.id)
         return self.get_job(record.id)
+
+    def _served_base(self, spec: JobSpec) -> JobSpec:
+        """Behind the server, requests may only name the default models or the bases the operator serves."""
+        from .models import ALIASES
+
+        if spec.model.lower() in ALIASES:
+            return spec
+        if spec.model in self.host.bases:
+            return spec.model_copy(update={"model": str(self.host.bases[spec.model])})
+        served = ", ".join(sorted({*ALIASES.values(), *self.host.bases})) or "none"
+        raise BadRequestError(f"Model {spec.model} is not available for fine-tuning on this server (available: "
+                              f"{served}). The operator can add one with `finetune serve --model PATH`.",
+                              provider=self.name, status_code=400, code="model_not_available", param="model")
 
     def _launch(self, job_id: str) -> None:
         s: LocalSettings = self.settings  # type: ignore[assignment]
@@ -315,7 +337,142 @@ class LocalProvider(Provider):
     def metrics(self, job_id: str) -> list[MetricPoint]:
         return points_from_events(self.list_events(job_id))
 
+    # ------------------------------------------------------------------ export and publish
+    def export(self, job_id: str, *, format: str, out: Path, **options: Any) -> Any:
+        from .export import export_job
+
+        self._dir(job_id)
+        return export_job(self.home, job_id, format=format, out=Path(out), **options)  # type: ignore[arg-type]
+
+    def push_to_hub(self, job_id: str, repo_id: str, **options: Any) -> Any:
+        from .hub import push_job_to_hub
+
+        self._dir(job_id)
+        return push_job_to_hub(self.home, job_id, repo_id, **options)
+
+    # ------------------------------------------------------------------ serving
+    def _server(self) -> Any:
+        from .serving import ensure_server
+
+        s: LocalSettings = self.settings  # type: ignore[assignment]
+        return ensure_server(self.home, device=s.device, python=s.python)
+
+    def _remote(self) -> Any:
+        import openai
+
+        info = self._server()
+        return openai.OpenAI(base_url=info.base_url, api_key=info.api_key, max_retries=0, timeout=600.0)
+
+    def _remote_call(self, fn: Any) -> Any:
+        from ..openai import translate_error
+
+        try:
+            return fn()
+        except Exception as exc:
+            import openai
+
+            if isinstance(exc, openai.OpenAIError):
+                raise translate_error(exc, self.name) from None
+            raise
+
+    def chat(self, model: str, messages: list[dict[str, Any]], **params: Any) -> Any:
+        if self.host is not None:
+            return self.host.chat(model, messages, **params)
+        from ...types import ChatResponse, Usage
+
+        resp = self._remote_call(lambda: self._remote().chat.completions.create(model=model, messages=messages,
+                                                                                **params))
+        choice = resp.choices[0]
+        u = resp.usage
+        return ChatResponse(content=choice.message.content, model=model, finish_reason=choice.finish_reason,
+                            usage=Usage(prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens,
+                                        total_tokens=u.total_tokens) if u else Usage())
+
+    def chat_stream(self, model: str, messages: list[dict[str, Any]], **params: Any) -> Any:
+        if self.host is not None:
+            return self.host.chat_stream(model, messages, **params)
+        return self._remote_stream(model, messages, params)
+
+    def _remote_stream(self, model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> Any:
+        from ...types import ChatDelta, Usage
+
+        stream = self._remote_call(lambda: self._remote().chat.completions.create(
+            model=model, messages=messages, stream=True, stream_options={"include_usage": True}, **params))
+        finish, usage = None, None
+        for chunk in stream:
+            if chunk.usage is not None:
+                usage = Usage(prompt_tokens=chunk.usage.prompt_tokens, completion_tokens=chunk.usage.completion_tokens,
+                              total_tokens=chunk.usage.total_tokens)
+            for choice in chunk.choices:
+                if choice.delta and choice.delta.content:
+                    yield ChatDelta(content=choice.delta.content)
+                finish = choice.finish_reason or finish
+        yield ChatDelta(finish_reason=finish or "stop", usage=usage)
+
+    def _servable(self, model: str) -> None:
+        from .models import ALIASES
+
+        if model.lower() in ALIASES:
+            return
+        base, _, step = model.rpartition(":ckpt-step-") if ":ckpt-step-" in model else (model, "", "")
+        for job in self.list_jobs():
+            if job.status is JobStatus.SUCCEEDED and base in (job.fine_tuned_model, job.id):
+                return
+        raise NotFoundError(f"No succeeded local job has the model {model!r}; deploy a fine_tuned_model or a job id.",
+                            provider=self.name, status_code=404, code="model_not_found", param="model")
+
+    def deploy(self, model: str, spec: DeploySpec) -> Deployment:
+        """Serve ``model`` from the background server (started if needed); waits until it answers."""
+        import re
+
+        from .serving import Deployments
+
+        self._servable(model)
+        name = spec.name or model
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}", name):
+            raise BadRequestError(f"Invalid deployment name {name!r}: use letters, digits and . _ : -",
+                                  provider=self.name, status_code=400, param="name")
+        Deployments(self.home).add(name, model)
+        info = self._server()
+        self.chat(name, [{"role": "user", "content": "hi"}], max_tokens=1)  # loads the weights: ready when we return
+        return Deployment(name=name, model=model, provider=self.name, status="succeeded", raw_status="serving",
+                          ready=True, base_url=info.base_url, created_at=from_timestamp(int(time.time())))
+
+    def get_deployment(self, name: str) -> Deployment:
+        from .serving import Deployments, running_server
+
+        entry = Deployments(self.home).read().get(name)
+        if entry is None:
+            raise NotFoundError(f"No local deployment named {name!r}.", provider=self.name, status_code=404,
+                                code="DeploymentNotFound")
+        info = running_server(self.home)
+        return Deployment(name=name, model=entry["model"], provider=self.name,
+                          status="succeeded" if info else "failed", raw_status="serving" if info else "stopped",
+                          ready=info is not None, base_url=info.base_url if info else None,
+                          created_at=from_timestamp(int(entry.get("created_at", 0))))
+
+    def list_deployments(self) -> list[Deployment]:
+        from .serving import Deployments
+
+        return [self.get_deployment(name) for name in Deployments(self.home).read()]
+
+    def delete_deployment(self, name: str) -> None:
+        """Remove a deployment; the background server shuts down with the last one."""
+        from .serving import Deployments, stop_server
+
+        registry = Deployments(self.home)
+        if not registry.remove(name):
+            raise NotFoundError(f"No local deployment named {name!r}.", provider=self.name, status_code=404,
+                                code="DeploymentNotFound")
+        if not registry.read():
+            stop_server(self.home)
+
+    def chat_target(self, deployment: Deployment) -> str:
+        return deployment.name
+
     def list_models(self) -> list[ModelInfo]:
+        if self.host is not None:
+            return self.host.list_models()
         from .models import DEFAULT_BASE_MODEL
 
         models = [ModelInfo(id=DEFAULT_BASE_MODEL, owned_by="local")]
