@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 from fastapi import APIRouter, Depends, File as FormFile, Form, Path as PathParam, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from ..errors import NotFoundError, ProviderError
+from ..errors import FineTuneError, NotFoundError, ProviderError, UnsupportedOperation
 from ..providers.base import Provider
 from ..types import Hyperparameters, JobSpec
 from .errors import ApiError, envelope, from_provider_error
@@ -67,6 +67,10 @@ def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
     except ProviderError as exc:
         raise from_provider_error(exc) from None
+    except UnsupportedOperation as exc:
+        raise ApiError(400, str(exc), code="unsupported_operation") from None
+    except FineTuneError as exc:  # e.g. a base model that cannot be resolved: the request's fault
+        raise ApiError(400, str(exc), code=getattr(exc, "code", None)) from None
 
 
 def _slice(items: list[dict[str, Any]], after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
@@ -332,6 +336,9 @@ def data_plane_router(b: Backend, *, auth: Callable[..., Any], api_version: Call
                     yield f"data: {json.dumps(chunk)}\n\n".encode()
             except ProviderError as exc:  # after the headers: report in-band, as the API does
                 yield f"data: {json.dumps(envelope(from_provider_error(exc), b.dialect))}\n\n".encode()
+            except Exception as exc:  # noqa: BLE001 - the status line is sent; say what broke in the stream
+                failure = ApiError(500, f"The server failed while generating: {type(exc).__name__}.")
+                yield f"data: {json.dumps(envelope(failure, b.dialect))}\n\n".encode()
             yield b"data: [DONE]\n\n"
 
         return StreamingResponse(sse(), media_type="text/event-stream",
