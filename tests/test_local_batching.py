@@ -82,15 +82,22 @@ def test_generation_markers_not_needed_with_a_default_system_prompt(tok) -> None
     assert tok2.decode(seq.input_ids).startswith("<|im_start|>system\nDefault.")
 
 
-@pytest.mark.parametrize("impl, mask", [("sdpa", "bool"), ("eager", "additive")])
+@pytest.mark.parametrize("impl, mask", [("sdpa", "bool"), ("eager", "additive"), ("finetune_segments", "segments")])
 def test_packed_equals_unpacked(tiny: Path, tok, impl: str, mask: str) -> None:  # type: ignore[no-untyped-def]
+    from finetune_sdk.providers.local.attention import register
+
+    register()
     m = transformers.AutoModelForCausalLM.from_pretrained(str(tiny), attn_implementation=impl).eval()
     r = ChatRenderer(tok, 512)
     seqs = [r.chat([{"role": "user", "content": f"question number {i} " * (i + 1)},
                     {"role": "assistant", "content": f"answer {i}"}]) for i in range(3)]
     mb = build_micro_batch(seqs, mask=mask)
+    extra = {}
+    if mask == "segments":
+        extra = {"cu_seq_lens_q": mb.cu_seqlens, "cu_seq_lens_k": mb.cu_seqlens}
     with torch.no_grad():
-        packed = m(input_ids=mb.input_ids, attention_mask=mb.attention_mask, position_ids=mb.position_ids).logits[0]
+        packed = m(input_ids=mb.input_ids, attention_mask=mb.attention_mask, position_ids=mb.position_ids,
+                   **extra).logits[0]
         offset = 0
         for s in seqs:
             alone = m(input_ids=torch.tensor([s.input_ids])).logits[0]

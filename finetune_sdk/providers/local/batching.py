@@ -17,6 +17,7 @@ variable-length kernels on GPU, where position ids alone delimit sequences.
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
@@ -218,6 +219,7 @@ class MicroBatch:
     target_positions: Any    # LongTensor [N] — positions whose next token is supervised
     targets: Any             # LongTensor [N]
     segments: Any            # LongTensor [N] — which sequence each target belongs to
+    cu_seqlens: Any = None   # LongTensor [S+1] — sequence boundaries (FlashAttention-style)
     attention_mask: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -229,8 +231,8 @@ class MicroBatch:
 def build_micro_batch(seqs: Sequence[Tokens], *, mask: str, device: Any = None) -> MicroBatch:
     """Concatenate sequences into one padding-free row.
 
-    ``mask``: "bool" (sdpa), "additive" (eager) or "none" (FlashAttention varlen: position
-    ids delimit the sequences).
+    ``mask``: "bool" (sdpa), "additive" (eager), or "segments" / "none" (per-sequence
+    attention or FlashAttention varlen: ``cu_seqlens`` and position ids delimit the sequences).
     """
     import torch
 
@@ -253,7 +255,7 @@ def build_micro_batch(seqs: Sequence[Tokens], *, mask: str, device: Any = None) 
         offset += n
     T = len(ids)
     attention = None
-    if mask != "none":
+    if mask not in ("none", "segments"):
         seg_of = torch.repeat_interleave(torch.arange(len(seqs)), torch.tensor([len(s) for s in seqs]))
         allow = (seg_of[:, None] == seg_of[None, :]) & torch.ones(T, T, dtype=torch.bool).tril_()
         if mask == "bool":
@@ -264,4 +266,5 @@ def build_micro_batch(seqs: Sequence[Tokens], *, mask: str, device: Any = None) 
     return MicroBatch(input_ids=to(torch.tensor([ids])), position_ids=to(torch.tensor([pos])),
                       lengths=[len(s) for s in seqs], target_positions=to(torch.tensor(tpos, dtype=torch.long)),
                       targets=to(torch.tensor(tgt, dtype=torch.long)), segments=to(torch.tensor(seg, dtype=torch.long)),
+                      cu_seqlens=torch.tensor([0, *itertools.accumulate(len(s) for s in seqs)], dtype=torch.long),
                       attention_mask=to(attention) if attention is not None else None)

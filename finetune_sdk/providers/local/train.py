@@ -274,6 +274,9 @@ class JobRunner:
 
     @staticmethod
     def _attention(cfg: Any, device: Any) -> tuple[str, str]:
+        """(attn_implementation, how packed sequences are isolated)."""
+        from .attention import SEGMENT_ATTENTION, register
+
         if cfg.attn_implementation == "auto":
             if device.type == "cuda":
                 try:
@@ -282,7 +285,9 @@ class JobRunner:
                     return "flash_attention_2", "none"
                 except ImportError:
                     pass
-            return "sdpa", "bool"
+            return register(), "segments"
+        if cfg.attn_implementation == SEGMENT_ATTENTION:
+            return register(), "segments"
         return cfg.attn_implementation, {"eager": "additive", "sdpa": "bool"}.get(cfg.attn_implementation, "none")
 
     @staticmethod

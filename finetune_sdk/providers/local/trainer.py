@@ -148,8 +148,13 @@ class Trainer:
         return build_micro_batch(seqs, mask=self.mask, device=self.device)
 
     def _hidden(self, mb: MicroBatch) -> torch.Tensor:
+        extra: dict[str, Any] = {}
+        if self.mask in ("segments", "none"):  # boundaries for per-sequence / variable-length attention
+            cu = mb.cu_seqlens.to(self.device, dtype=torch.int32)
+            longest = max(mb.lengths)
+            extra = {"cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": longest, "max_length_k": longest}
         out = self.backbone(input_ids=mb.input_ids, attention_mask=mb.attention_mask, position_ids=mb.position_ids,
-                            use_cache=False)
+                            use_cache=False, **extra)
         return out.last_hidden_state[0]
 
     def _autocast(self) -> Any:
