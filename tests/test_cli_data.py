@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from finetune_sdk.datasets import path as dataset_path
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -115,12 +114,6 @@ def test_convert_and_split_roundtrip(tmp_path: Path) -> None:
     assert len(train.read_text().splitlines()) == 24 and len(val.read_text().splitlines()) == 6
     r = run("validate", str(train), "--validation", str(val))
     assert r.returncode == 0 and "overlap" not in r.stdout
-
-
-def test_demo_validates_the_bundled_dataset() -> None:
-    r = run("demo")
-    assert r.returncode == 0, r.stderr
-    assert str(dataset_path("contacts", "train")) in r.stdout
 
 
 def test_version() -> None:

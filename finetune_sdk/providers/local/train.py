@@ -111,8 +111,9 @@ class JobRunner:
                 return
             attempt.close()
             if not announced:
-                self.status("queued")
+                # The event first: anyone who sees the status already finds the reason in the events.
                 self.event(f"Queued: another job is running on {device_key}; this one starts when it finishes.")
+                self.status("queued")
                 announced = True
             reason = self.should_stop()
             if reason is not None:
