@@ -7,8 +7,10 @@ system/user messages and examples over 16,385 tokens, and estimate epochs and bi
 
 Measured in one run, each candidate in a fresh subprocess (3 runs, medians): the peer; our
 validator with workers=2 and workers=1; and the floor -- tiktoken alone encoding the same
-strings the peer encodes, on one core and split over two processes. Peak memory is sampled
-over the subprocess tree (RSS sum, conservative, and PSS, which counts shared pages once).
+strings the peer encodes (and, as floor*, each distinct string once), on one core and split
+over two processes. Peak memory is sampled over the subprocess tree (RSS sum, conservative,
+and PSS, which counts shared pages once). The machine may be shared: before each measurement
+the script waits for it to be quiet, and it reports the CPU other processes used meanwhile.
 
     python benchmarks/validate_bench.py [--examples 100000] [--runs 3] [--out DIR] [--quick]
 """
@@ -16,9 +18,13 @@ over the subprocess tree (RSS sum, conservative, and PSS, which counts shared pa
 from __future__ import annotations
 
 import argparse
+import bisect
+import itertools
 import json
+import multiprocessing
 import os
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -28,7 +34,7 @@ from collections import defaultdict
 
 MODEL = "gpt-4o-mini-2024-07-18"  # o200k_base, training context 65,536 tokens
 ENCODING = "o200k_base"
-GEN_VERSION = 2  # bump when the generator changes, to invalidate cached files
+GEN_VERSION = 3  # bump when the generator changes, to invalidate cached files
 
 # ----------------------------------------------------------------------------- data
 
@@ -40,13 +46,16 @@ long great little own other old right big high different small large next early 
 bad same able report order customer account service support invoice payment delivery shipping return refund
 product price discount number email phone address city country weather forecast temperature file folder
 document request response error warning message server client network database query table column record
-please thanks sorry help check update change create delete send receive open close start stop""".split()
+please thanks sorry help check update change create delete send receive open close start stop
+""".split()  # noqa: SIM905
 _RARE = ["photosynthesis", "idempotent", "Kubernetes", "asynchronous", "serialization", "heteroscedasticity",
-         "microservice", "OAuth2", "PostgreSQL", "JSONL", "tokenizer", "hyperparameter", "gradient", "latency",
-         "throughput", "reconciliation", "amortization", "subpoena", "thermodynamics", "biodiversity"]
+         "microservice", "OAuth2", "PostgreSQL", "JSONL", "tokenizer", "hyperparameter", "gradient",
+         "latency", "throughput", "reconciliation", "amortization", "subpoena", "thermodynamics",
+         "biodiversity"]
 _NON_ASCII = ["café", "naïve", "Zürich", "São Paulo", "Müller", "résumé", "東京", "数据集", "привет", "données",
               "señor", "€", "—", "😀", "Ελλάδα", "مرحبا", "日本語", "Ångström", "jalapeño", "Kraków", "“quoted”"]
-_SYLL = ["ka", "lo", "mi", "ten", "dra", "vor", "ix", "pel", "sun", "gra", "bo", "ze", "qua", "rin", "th", "ul"]
+_SYLL = ["ka", "lo", "mi", "ten", "dra", "vor", "ix", "pel", "sun", "gra", "bo", "ze", "qua", "rin",
+         "th", "ul"]
 
 _TOOLS = [
     {"type": "function", "function": {"name": n, "description": d, "parameters": {
@@ -58,7 +67,8 @@ _TOOLS = [
         ("create_ticket", "Open a support ticket.", [("title", "string"), ("priority", "string"),
                                                       ("body", "string")]),
         ("lookup_order", "Find an order by id.", [("order_id", "string")]),
-        ("convert_currency", "Convert an amount.", [("amount", "number"), ("from", "string"), ("to", "string")]),
+        ("convert_currency", "Convert an amount.",
+         [("amount", "number"), ("from", "string"), ("to", "string")]),
         ("run_sql", "Run a read-only SQL query.", [("sql", "string")]),
     ]]
 _TOOLSETS = [[0, 1], [2, 3], [3, 4, 5], [0, 1, 2, 3, 4, 5]]  # few distinct schemas, heavily repeated
@@ -67,33 +77,29 @@ _TOOLSETS = [[0, 1], [2, 3], [3, 4, 5], [0, 1, 2, 3, 4, 5]]  # few distinct sche
 class _Gen:
     """Deterministic natural-ish text and conversations from one seed."""
 
+    SHIFT = 0.0  # log-size shift of messages: sets the mean example size (~3.5 KB)
+
     def __init__(self, seed: int) -> None:
         self.r = r = random.Random(seed)
         self.scale = 0.0  # log-size class of the example being generated
         pseudo = ["".join(r.choices(_SYLL, k=r.randint(2, 4))) for _ in range(3000)]
         self.sentences = [self._sentence(pseudo) for _ in range(40000)]
-        self.systems = [self.text(r.choice([1, 2, 4, 12, 40])) for _ in range(12)]
+        self.systems = [self.text(k) for k in (1, 2, 2, 3, 4, 5, 6, 8, 10, 14, 20, 30)]  # ~20-700 tokens
 
     def _word(self, pseudo: list[str]) -> str:
         r, x = self.r, self.r.random()
-        if x < 0.82:
-            return r.choice(_COMMON)
-        if x < 0.89:
-            return r.choice(pseudo)
-        if x < 0.92:
-            return r.choice(_RARE)
-        if x < 0.95:
-            return r.choice(_NON_ASCII)
+        pool = (_COMMON if x < .82 else pseudo if x < .89 else _RARE if x < .92
+                else _NON_ASCII if x < .95 else None)
+        if pool is not None:
+            return r.choice(pool)
         return r.choice([str(r.randint(0, 999)), f"{r.uniform(0, 1e4):.2f}", str(r.randint(1950, 2030)),
                          f"{r.randint(1, 99)}%", f"#{r.randint(1000, 99999)}"])
 
     def _sentence(self, pseudo: list[str]) -> str:
         r = self.r
-        words = [self._word(pseudo) for _ in range(r.randint(4, 24))]
-        for i in range(1, len(words) - 1):
-            if r.random() < 0.07:
-                words[i] += ","
-        s = " ".join(words)
+        n = r.randint(4, 24)
+        s = " ".join(self._word(pseudo) + ("," if 0 < i < n - 1 and r.random() < 0.07 else "")
+                     for i in range(n))
         return s[0].upper() + s[1:] + r.choice(".....?!:")
 
     def text(self, n_sentences: int) -> str:
@@ -106,11 +112,11 @@ class _Gen:
 
     def length(self, mu: float) -> int:
         """Sentences in one message: log-normal around ``mu``, shifted by the example's size class."""
-        return max(1, min(400, int(self.r.lognormvariate(mu + self.scale, 0.9))))
+        return max(1, min(150, int(self.r.lognormvariate(mu + self.scale, 0.9))))
 
     def example(self, tool_fraction: float) -> dict:
         r, msgs = self.r, []
-        self.scale = r.gauss(-0.37, 0.8)  # most examples short, a long tail of long ones
+        self.scale = r.gauss(self.SHIFT, 0.8)  # most examples short, a long tail of long ones
         if r.random() < 0.88:
             msgs.append({"role": "system", "content": r.choice(self.systems)})
         ex: dict = {"messages": msgs}
@@ -123,12 +129,14 @@ class _Gen:
                 fn = _TOOLS[r.choice(ts)]["function"]
                 args = {p: (r.randint(1, 500) if s["type"] in ("integer", "number") else self.text(1)[:60])
                         for p, s in fn["parameters"]["properties"].items()}
-                calls.append({"id": f"call_{r.getrandbits(48):012x}", "type": "function",
-                              "function": {"name": fn["name"], "arguments": json.dumps(args, ensure_ascii=False)}})
+                fn_call = {"name": fn["name"], "arguments": json.dumps(args, ensure_ascii=False)}
+                call_id = f"call_{r.getrandbits(48):012x}"
+                calls.append({"id": call_id, "type": "function", "function": fn_call})
             msgs.append({"role": "assistant", "tool_calls": calls})
             for c in calls:
                 result = {"ok": True, "result": self.text(self.length(1.0))}
-                msgs.append({"role": "tool", "tool_call_id": c["id"], "content": json.dumps(result, ensure_ascii=False)})
+                msgs.append({"role": "tool", "tool_call_id": c["id"],
+                             "content": json.dumps(result, ensure_ascii=False)})
             msgs.append({"role": "assistant", "content": self.text(self.length(1.4))})
             return ex
         for turn in range(r.choices([1, 2, 3, 5], weights=[55, 25, 14, 6])[0]):
@@ -152,12 +160,12 @@ def build_dataset(path: str, n: int, seed: int, tool_fraction: float) -> None:
     t0 = time.perf_counter()
     g = _Gen(seed)
     with open(path + ".tmp", "w", encoding="utf-8") as f:
-        for _ in range(n):
-            f.write(json.dumps(g.example(tool_fraction), ensure_ascii=False) + "\n")
+        f.writelines(json.dumps(g.example(tool_fraction), ensure_ascii=False) + "\n" for _ in range(n))
     os.replace(path + ".tmp", path)
     with open(meta, "w") as f:
         json.dump({**params, "size": os.path.getsize(path)}, f)
-    print(f"built {path}: {n:,} examples, {os.path.getsize(path) / 1e6:.0f} MB in {time.perf_counter() - t0:.0f}s")
+    print(f"built {path}: {n:,} examples, {os.path.getsize(path) / 1e6:.0f} MB "
+          f"in {time.perf_counter() - t0:.0f}s")
 
 
 def extract_plain(src: str, dst: str, limit: int) -> int:
@@ -236,8 +244,9 @@ def peer(path: str, enc) -> dict:
 
     def dist(values):
         a = np.asarray(values)
-        return {"min": int(a.min()), "max": int(a.max()), "mean": float(a.mean()), "median": float(np.median(a)),
-                "p10": float(np.quantile(a, 0.1)), "p90": float(np.quantile(a, 0.9))}
+        return {"min": int(a.min()), "max": int(a.max()), "mean": float(a.mean()),
+                "median": float(np.median(a)), "p10": float(np.quantile(a, 0.1)),
+                "p90": float(np.quantile(a, 0.9))}
 
     stats = {"messages": dist(n_messages), "total": dist(convo_lens), "assistant": dist(assistant_lens)}
     n_too_long = sum(length > 16385 for length in convo_lens)
@@ -250,91 +259,238 @@ def peer(path: str, enc) -> dict:
         n_epochs = max(MIN_DEFAULT_EPOCHS, MAX_TARGET_EXAMPLES // n_train)
     n_billing = sum(min(16385, length) for length in convo_lens)
     return {"examples": n_train, "format_errors": dict(format_errors), "missing_system": n_missing_system,
-            "missing_user": n_missing_user, "too_long": n_too_long, "n_epochs": n_epochs, "billing": n_billing,
+            "missing_user": n_missing_user, "too_long": n_too_long, "n_epochs": n_epochs,
+            "billing": n_billing,
             "total_tokens": int(sum(convo_lens)), "assistant_tokens": int(sum(assistant_lens)),
             "dist": {k: stats[k] for k in ("total", "assistant")}}
 
 
 # ----------------------------------------------------------------------------- measured children
 
-_STRINGS: list = []
+
+def _load_strings(path: str, distinct: bool) -> list:
+    """Every string value of every message (what the peer encodes); optionally each string once."""
+    out: list = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            out.extend(v for m in json.loads(line)["messages"] for v in m.values() if isinstance(v, str))
+    return list(dict.fromkeys(out)) if distinct else out
 
 
-def _encode_slice(bounds: tuple) -> int:
+def _half(strings: list, half: int) -> list:
+    """One of two contiguous halves of ``strings`` with (nearly) equal character counts."""
+    chars = list(itertools.accumulate(map(len, strings), initial=0))
+    mid = bisect.bisect_left(chars, chars[-1] // 2)
+    return strings[:mid] if half == 0 else strings[mid:]
+
+
+def _floor_proc(path: str, distinct: bool, half: int, conn) -> None:
+    """One process of the 2-core floor: load its own half (no copy-on-write sharing), encode on "go"."""
     from finetune_sdk.data.tokens import load_encoding
-    encode = load_encoding(ENCODING).encode_ordinary  # inherited through fork: already loaded
-    return sum(len(encode(s)) for s in _STRINGS[bounds[0]:bounds[1]])
+    mine, encode = _half(_load_strings(path, distinct), half), load_encoding(ENCODING).encode_ordinary
+    conn.send("ready")
+    conn.recv()
+    c0 = time.process_time()
+    n = sum(len(encode(s)) for s in mine)
+    conn.send((n, time.process_time() - c0))
+
+
+def _floor(path: str, workers: int, distinct: bool) -> dict:
+    """tiktoken alone over the prepared strings: serially, or two processes in parallel."""
+    from finetune_sdk.data.tokens import load_encoding
+    if workers == 1:
+        strings, encode = _load_strings(path, distinct), load_encoding(ENCODING).encode_ordinary
+        t0, c0 = time.perf_counter(), time.process_time()
+        n = sum(len(encode(s)) for s in strings)
+        return {"tokens": n, "seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0}
+    ctx = multiprocessing.get_context("fork")
+    pipes = [ctx.Pipe() for _ in range(2)]
+    procs = [ctx.Process(target=_floor_proc, args=(path, distinct, h, pipes[h][1])) for h in range(2)]
+    for p in procs:
+        p.start()
+    for conn, _ in pipes:
+        conn.recv()
+    t0 = time.perf_counter()
+    for conn, _ in pipes:
+        conn.send("go")
+    done = [conn.recv() for conn, _ in pipes]
+    seconds = time.perf_counter() - t0
+    for p in procs:
+        p.join()
+    return {"tokens": sum(d[0] for d in done), "seconds": seconds, "cpu": sum(d[1] for d in done)}
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and its reaped children."""
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 
 
 def child(kind: str, path: str, workers: int) -> dict:
-    """Run one candidate in this (fresh) process; the parent samples our memory meanwhile."""
-    import resource
-
+    """Run one candidate in this (fresh) process; the parent samples its memory meanwhile."""
     from finetune_sdk.data import validate
     from finetune_sdk.data.tokens import load_encoding
-    out: dict = {}
-    if kind == "peer":
-        t0 = time.perf_counter()
-        out = peer(path, load_encoding(ENCODING))
-    elif kind == "ours":
-        t0 = time.perf_counter()
-        rep = validate(path, model=MODEL, workers=workers)
-        tk = rep.tokens
-        out = {"examples": rep.examples, "errors": rep.error_counts, "warnings": rep.warning_counts,
-               "total_tokens": tk.total_tokens, "assistant_tokens": tk.assistant_tokens,
-               "billing": rep.estimate.tokens_per_epoch, "n_epochs": rep.estimate.n_epochs,
-               "dist": {"total": tk.per_example.model_dump(), "assistant": tk.assistant_per_example.model_dump()}}
-    else:  # floor: prepare the strings the peer encodes, then time tiktoken alone
-        enc = load_encoding(ENCODING)
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                _STRINGS.extend(v for m in json.loads(line)["messages"] for v in m.values() if isinstance(v, str))
-        chars = [0]
-        for s in _STRINGS:
-            chars.append(chars[-1] + len(s))
-        if workers == 1:
-            t0 = time.perf_counter()
-            out["tokens"] = sum(len(enc.encode_ordinary(s)) for s in _STRINGS)
-        else:  # contiguous halves of (nearly) equal character counts, one process each
-            import bisect
-            import multiprocessing
-            mid = bisect.bisect_left(chars, chars[-1] // 2)
-            with multiprocessing.get_context("fork").Pool(2) as pool:
-                pool.map(abs, [0, 0], chunksize=1)  # both workers up before the clock starts
-                t0 = time.perf_counter()
-                out["tokens"] = sum(pool.map(_encode_slice, [(0, mid), (mid, len(_STRINGS))], chunksize=1))
-    out["seconds"] = time.perf_counter() - t0
+    if kind.startswith("floor"):
+        out = _floor(path, workers, distinct=kind == "floor-distinct")
+    else:
+        t0, c0 = time.perf_counter(), _cpu()
+        if kind == "peer":
+            out = peer(path, load_encoding(ENCODING))
+        else:
+            rep = validate(path, model=MODEL, workers=workers)
+            tk = rep.tokens
+            out = {"examples": rep.examples, "errors": rep.error_counts, "warnings": rep.warning_counts,
+                   "total_tokens": tk.total_tokens, "assistant_tokens": tk.assistant_tokens,
+                   "billing": rep.estimate.tokens_per_epoch, "n_epochs": rep.estimate.n_epochs,
+                   "dist": {"total": tk.per_example.model_dump(),
+                            "assistant": tk.assistant_per_example.model_dump()}}
+        out.update(seconds=time.perf_counter() - t0, cpu=_cpu() - c0)
     out["maxrss_self_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["maxrss_children_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return out
 
 
+def _busy() -> float:
+    """CPU seconds the whole machine has been busy since boot (all processes)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _wait_quiet(max_wait: float = 90.0) -> None:
+    """Wait (up to ``max_wait`` s) until other processes use under a quarter of a core."""
+    end = time.monotonic() + max_wait
+    while time.monotonic() < end:
+        b0 = _busy()
+        time.sleep(1.0)
+        if _busy() - b0 < 0.25:
+            return
+
+
 def measure(kind: str, path: str, workers: int) -> dict:
-    """Run ``child`` in a fresh interpreter, sampling the RSS and PSS of its process tree."""
+    """Run ``child`` in a fresh interpreter; sample the RSS (and PSS) of its process tree.
+
+    Also records the CPU that *other* processes used meanwhile ("other", in cores): the
+    machine is shared, and a busy neighbour inflates wall times.
+    """
     import psutil
-    cmd = [sys.executable, os.path.abspath(__file__), "--_child", kind, "--file", path, "--workers", str(workers)]
+    _wait_quiet()
+    cmd = [sys.executable, os.path.abspath(__file__), "--_child", kind, "--file", path,
+           "--workers", str(workers)]
+    b0, c0, w0 = _busy(), _cpu(), time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    root, peak_rss, peak_pss = psutil.Process(proc.pid), 0, 0
+    root, peak_rss, peak_pss, i = psutil.Process(proc.pid), 0, 0, 0
     while proc.poll() is None:
         rss = pss = 0
         try:
             for p in [root] + root.children(recursive=True):
-                m = p.memory_full_info()
-                rss, pss = rss + m.rss, pss + m.pss
+                if i % 5 == 0:  # PSS reads smaps_rollup: costlier, so every 5th sample
+                    m = p.memory_full_info()
+                    rss, pss = rss + m.rss, pss + m.pss
+                else:
+                    rss += p.memory_info().rss
         except psutil.Error:
             pass
-        peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
+        peak_rss, peak_pss, i = max(peak_rss, rss), max(peak_pss, pss), i + 1
         time.sleep(0.02)
     stdout = proc.stdout.read()
     if proc.returncode:
         raise RuntimeError(f"{kind} failed with exit code {proc.returncode}")
     res = json.loads(stdout.strip().splitlines()[-1])
+    res["other"] = max(0.0, (_busy() - b0) - (_cpu() - c0)) / (time.perf_counter() - w0)
     res["rss_mb"] = max(peak_rss / 1e6, res["maxrss_self_mb"] * 1.048576)
     res["pss_mb"] = peak_pss / 1e6
     return res
 
 
+def measure_quiet(kind: str, path: str, workers: int, retries: int) -> dict:
+    """``measure``, repeated (up to ``retries`` more times) while other processes loaded the machine."""
+    best: dict | None = None
+    for _ in range(retries + 1):
+        r = measure(kind, path, workers)
+        best = r if best is None or r["other"] < best["other"] else best
+        if r["other"] < 0.15:
+            break
+    return best
+
+
 # ----------------------------------------------------------------------------- report
+
+_CANDIDATES = [("peer (cookbook)", "peer", 1), ("ours, workers=2", "ours", 2), ("ours, workers=1", "ours", 1),
+               ("floor, 1 core", "floor", 1), ("floor, 2 cores", "floor", 2),
+               ("floor*, 1 core", "floor-distinct", 1), ("floor*, 2 cores", "floor-distinct", 2)]
+
+
+def report(a: argparse.Namespace, big: str, runs: dict) -> None:
+    """Print the medians table, the targets and the token-total comparison."""
+    size_mb = os.path.getsize(big) / 1e6
+    keys = ("seconds", "cpu", "rss_mb", "pss_mb", "other")
+    med = {label: {k: statistics.median(r[k] for r in rs) for k in keys} for label, rs in runs.items()}
+    best = {label: min(r["seconds"] for r in rs) for label, rs in runs.items()}
+    print(f"\nFile: {big}\n  {a.examples:,} examples, {size_mb:.1f} MB, encoding {ENCODING}, "
+          f"medians of {a.runs} run(s), {os.cpu_count()} CPUs")
+    print(f"\n{'candidate':17s}{'seconds':>8s}{'(best)':>8s}{'examples/s':>11s}{'MB/s':>7s}{'CPU s':>7s}"
+          f"{'peak RSS MB':>12s}{'peak PSS MB':>12s}{'other load':>11s}")
+    for label, m in med.items():
+        print(f"{label:17s}{m['seconds']:8.2f}{best[label]:8.2f}{a.examples / m['seconds']:11,.0f}"
+              f"{size_mb / m['seconds']:7.1f}{m['cpu']:7.1f}{m['rss_mb']:12.0f}{m['pss_mb']:12.0f}"
+              f"{m['other']:10.2f}c")
+    print("  RSS: summed over the process tree, sampled every 20 ms (pages shared with forked workers\n"
+          "  count once per process); PSS splits shared pages. floor = tiktoken over every string value\n"
+          "  the peer encodes (strings prepared before timing); floor* = each distinct string once (ours\n"
+          "  caches repeated system prompts, tool schemas and roles, so it can beat the plain floor).\n"
+          "  'other load' = cores used by other processes on this shared machine during the run (ideally 0).")
+    ok = lambda c: "PASS" if c else "MISS"
+    sec = {"median": {k: m["seconds"] for k, m in med.items()}, "best": best}
+    print("\nTargets (timing ratios from medians and from best runs; contention only ever adds time)")
+    print(f"  {'':34s}{'median':>8s}{'best':>8s}")
+    for name, num, den, limit, higher in (
+            ("throughput ours(2)/peer", "peer (cookbook)", "ours, workers=2", 2.5, True),
+            ("time ours(2)/floor(2 cores)", "ours, workers=2", "floor, 2 cores", 1.3, False),
+            ("time ours(2)/floor*(2 cores)", "ours, workers=2", "floor*, 2 cores", 1.3, False),
+            ("time ours(1)/floor(1 core)", "ours, workers=1", "floor, 1 core", 1.3, False),
+            ("time ours(1)/floor*(1 core)", "ours, workers=1", "floor*, 1 core", 1.3, False)):
+        r = [sec[s][num] / sec[s][den] for s in ("median", "best")]
+        passed = [x >= limit if higher else x <= limit for x in r]
+        verdict = ok(passed[0]) if passed[0] == passed[1] else "UNSURE (median and best disagree)"
+        print(f"  {name:34s}{r[0]:7.2f}x{r[1]:7.2f}x  (target {'>=' if higher else '<='} {limit}x)  "
+              f"{verdict}")
+    rss = max(med[k]["rss_mb"] for k in ("ours, workers=2", "ours, workers=1"))
+    pss = max(med[k]["pss_mb"] for k in ("ours, workers=2", "ours, workers=1"))
+    print(f"  peak memory, ours: {rss:.0f} MB RSS / {pss:.0f} MB PSS  (target < 500 MB)  "
+          f"{ok(rss < 500)} / {ok(pss < 500)}")
+    pr, r2, r1 = (runs[k][0] for k in ("peer (cookbook)", "ours, workers=2", "ours, workers=1"))
+    print(f"  ours(2) getrusage max RSS: parent {r2['maxrss_self_mb']:.0f} MB, largest worker "
+          f"{r2['maxrss_children_mb']:.0f} MB")
+
+    # Exactness: the first 10,000 plain chat examples of the same file, counted by both.
+    plain = big.replace(".jsonl", ".plain.jsonl")
+    n_plain = extract_plain(big, plain, 10_000)
+    pp, po = measure("peer", plain, 1), measure("ours", plain, 2)  # counts only: contention is harmless
+    same = all(pp[k] == po[k] for k in ("total_tokens", "assistant_tokens")) and all(
+        abs(pp["dist"][d][q] - po["dist"][d][q]) < 1e-6 for d in ("total", "assistant")
+        for q in ("min", "median", "p90", "max"))
+    print(f"\nToken counts on {n_plain:,} plain chat examples of the file "
+          f"(no tools; role/content/name strings)")
+    for who, r in (("peer", pp), ("ours", po)):
+        d = r["dist"]["total"]
+        print(f"  {who}: total {r['total_tokens']:,}  assistant {r['assistant_tokens']:,}  per example min "
+              f"{d['min']:.0f} median {d['median']:.1f} p90 {d['p90']:.1f} max {d['max']:.0f}  "
+              f"billing {r['billing']:,}")
+    print(f"  identical totals and distributions: {'YES' if same else 'NO'}  {ok(same)}\n"
+          f"  (billing caps differ: peer min(16,385, n), ours min(65,536, n) for {MODEL})")
+    print(f"\nBig file ({a.tool_fraction:.0%} of examples with tools, which the peer does not know)")
+    print(f"  peer total {pr['total_tokens']:,} (assistant {pr['assistant_tokens']:,}, "
+          f"billing {pr['billing']:,} @16,385, {pr['n_epochs']} epoch(s), {pr['too_long']} over 16,385)")
+    print(f"  ours total {r2['total_tokens']:,} (assistant {r2['assistant_tokens']:,}, "
+          f"billing {r2['billing']:,} @65,536, {r2['n_epochs']} epoch(s)); "
+          f"workers=1 total {r1['total_tokens']:,}")
+    print(f"  peer format errors: {dict(sorted(pr['format_errors'].items()))}")
+    print(f"  peer warnings: missing system {pr['missing_system']:,}, missing user {pr['missing_user']:,}")
+    print(f"  ours errors: {r2['errors']}\n  ours warnings: {r2['warnings']}")
+    for k in ("floor, 1 core", "floor*, 1 core"):
+        print(f"  {k[:6]} encodes {runs[k][0]['tokens']:,} tokens "
+              f"(string values only, no per-message overhead)")
 
 
 def main() -> int:
@@ -345,6 +501,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=20240718)
     ap.add_argument("--tool-fraction", type=float, default=0.3)
     ap.add_argument("--quick", action="store_true", help="5,000 examples, 1 run (smoke test)")
+    ap.add_argument("--retries", type=int, default=2, help="re-measure a run disturbed by other processes")
     ap.add_argument("--_child", help=argparse.SUPPRESS)
     ap.add_argument("--file", help=argparse.SUPPRESS)
     ap.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
@@ -357,64 +514,14 @@ def main() -> int:
     os.makedirs(a.out, exist_ok=True)
     big = os.path.join(a.out, f"chat_{a.examples}_s{a.seed}_t{a.tool_fraction}.jsonl")
     build_dataset(big, a.examples, a.seed, a.tool_fraction)
-    size_mb = os.path.getsize(big) / 1e6
-
-    cands = [("peer (cookbook)", "peer", 1), ("ours, workers=2", "ours", 2), ("ours, workers=1", "ours", 1),
-             ("floor, 1 core", "floor", 1), ("floor, 2 cores", "floor", 2)]
-    runs: dict = {label: [] for label, _, _ in cands}
+    runs: dict = {label: [] for label, _, _ in _CANDIDATES}
     for i in range(a.runs):  # interleaved, so drift hits every candidate alike
-        for label, kind, w in cands:
-            r = measure(kind, big, w)
+        for label, kind, w in _CANDIDATES:
+            r = measure_quiet(kind, big, w, a.retries)
             runs[label].append(r)
-            print(f"  run {i + 1}/{a.runs} {label:16s} {r['seconds']:7.2f}s  rss {r['rss_mb']:6.0f} MB", flush=True)
-    med = {label: {k: statistics.median(r[k] for r in rs) for k in ("seconds", "rss_mb", "pss_mb")}
-           for label, rs in runs.items()}
-
-    print(f"\nFile: {big}\n  {a.examples:,} examples, {size_mb:.1f} MB, encoding {ENCODING}, "
-          f"medians of {a.runs} run(s), {os.cpu_count()} CPUs")
-    print(f"\n{'candidate':18s}{'seconds':>9s}{'examples/s':>12s}{'MB/s':>8s}{'peak RSS MB':>13s}{'peak PSS MB':>13s}")
-    for label, m in med.items():
-        print(f"{label:18s}{m['seconds']:9.2f}{a.examples / m['seconds']:12,.0f}{size_mb / m['seconds']:8.1f}"
-              f"{m['rss_mb']:13.0f}{m['pss_mb']:13.0f}")
-    print("  (RSS = sum over the process tree, sampled every 20 ms; counts pages shared by forked workers "
-          "once per process. PSS splits shared pages.)")
-
-    peer_r, ours2, ours1 = runs["peer (cookbook)"][0], runs["ours, workers=2"][0], runs["ours, workers=1"][0]
-    ratio = med["peer (cookbook)"]["seconds"] / med["ours, workers=2"]["seconds"]
-    vs_floor = med["ours, workers=2"]["seconds"] / med["floor, 2 cores"]["seconds"]
-    mem = max(med["ours, workers=2"]["rss_mb"], med["ours, workers=1"]["rss_mb"])
-    mem_pss = max(med["ours, workers=2"]["pss_mb"], med["ours, workers=1"]["pss_mb"])
-    ok = lambda c: "PASS" if c else "MISS"  # noqa: E731
-    print("\nTargets")
-    print(f"  throughput ours(2)/peer      {ratio:6.2f}x   (target >= 2.5x)   {ok(ratio >= 2.5)}")
-    print(f"  time ours(2)/floor(2 cores)  {vs_floor:6.2f}x   (target <= 1.3x)   {ok(vs_floor <= 1.3)}")
-    print(f"  peak memory, ours            {mem:6.0f} MB RSS, {mem_pss:.0f} MB PSS (target < 500 MB)   "
-          f"{ok(mem < 500)} (RSS) / {ok(mem_pss < 500)} (PSS)")
-    print(f"  worker RSS via getrusage: self {ours2['maxrss_self_mb']:.0f} MB, "
-          f"largest child {ours2['maxrss_children_mb']:.0f} MB")
-
-    # Token totals: exact on plain chat examples taken from the same file.
-    plain = big.replace(".jsonl", ".plain.jsonl")
-    n_plain = extract_plain(big, plain, 10_000)
-    pp, po = measure("peer", plain, 1), measure("ours", plain, 2)
-    same = pp["total_tokens"] == po["total_tokens"] and pp["assistant_tokens"] == po["assistant_tokens"]
-    print(f"\nToken totals on {n_plain:,} plain chat examples (no tools; role/content/name strings only)")
-    for who, r in (("peer", pp), ("ours", po)):
-        d = r["dist"]["total"]
-        print(f"  {who}: total {r['total_tokens']:,}  assistant {r['assistant_tokens']:,}  per example min "
-              f"{d['min']:.0f} median {d['median']:.1f} p90 {d['p90']:.1f} max {d['max']:.0f}  billing {r['billing']:,}")
-    print(f"  identical totals: {'YES' if same else 'NO'}   {ok(same)}")
-
-    print(f"\nBig file ({a.examples:,} examples; {a.tool_fraction:.0%} with tools, which the peer does not know)")
-    print(f"  peer total {peer_r['total_tokens']:,} (assistant {peer_r['assistant_tokens']:,}, billing "
-          f"{peer_r['billing']:,} @16,385, {peer_r['n_epochs']} epochs, {peer_r['too_long']} too long)")
-    print(f"  ours total {ours2['total_tokens']:,} (assistant {ours2['assistant_tokens']:,}, billing "
-          f"{ours2['billing']:,} @65,536, {ours2['n_epochs']} epochs); workers=1 total {ours1['total_tokens']:,}")
-    print(f"  peer format errors: {dict(sorted(peer_r['format_errors'].items()))}")
-    print(f"  peer warnings: missing system {peer_r['missing_system']:,}, missing user {peer_r['missing_user']:,}")
-    print(f"  ours errors: {ours2['errors']}\n  ours warnings: {ours2['warnings']}")
-    floors = {r["tokens"] for label in ("floor, 1 core", "floor, 2 cores") for r in runs[label]}
-    print(f"  floor tokens (string values only, no per-message overhead): {sorted(floors)}")
+            print(f"  run {i + 1}/{a.runs} {label:16s} {r['seconds']:7.2f}s  cpu {r['cpu']:6.1f}s  "
+                  f"rss {r['rss_mb']:6.0f} MB  other load {r['other']:.2f} cores", flush=True)
+    report(a, big, runs)
     return 0
 
 
