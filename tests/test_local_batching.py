@@ -192,3 +192,72 @@ def test_dpo_loss_matches_reference(model, tok) -> None:  # type: ignore[no-unty
     expected = -F.logsigmoid(beta * ((ours[0] - ref_c) - (ours[1] - ref_r)))
     assert torch.allclose(loss, expected, atol=1e-6)
     assert stats["reward_accuracy_sum"] in (0.0, 1.0)
+
+
+# ---------------------------------------------------------------------- precision policy
+
+def test_precision_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from finetune_sdk.providers.local import trainer as trainer_mod
+    from finetune_sdk.providers.local.hparams import TrainConfig
+    from finetune_sdk.providers.local.train import JobRunner
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    for fast in (True, False):
+        monkeypatch.setattr(trainer_mod, "cpu_has_fast_bf16", lambda fast=fast: fast)
+        auto = trainer_mod.autocast_dtype(TrainConfig(), cpu)
+        assert auto is (torch.bfloat16 if fast else None)
+        # Frozen LoRA base weights follow the autocast dtype; weights the optimizer updates stay float32.
+        assert JobRunner._dtype(TrainConfig(), cpu) is (torch.bfloat16 if fast else torch.float32)
+        assert JobRunner._dtype(TrainConfig(lora=False), cpu) is torch.float32
+        assert trainer_mod.autocast_dtype(TrainConfig(dtype="float32"), cpu) is None
+        assert trainer_mod.autocast_dtype(TrainConfig(dtype="bfloat16"), cpu) is torch.bfloat16
+        assert trainer_mod.autocast_dtype(TrainConfig(dtype="float16"), cpu) is None  # no fp16 autocast on CPU
+        assert trainer_mod.autocast_dtype(TrainConfig(), cuda) is torch.bfloat16
+        assert trainer_mod.autocast_dtype(TrainConfig(dtype="float16"), cuda) is torch.float16
+
+
+def test_cpu_probe_failure_means_float32(monkeypatch: pytest.MonkeyPatch) -> None:
+    from finetune_sdk.providers.local.trainer import cpu_has_fast_bf16
+
+    def broken() -> bool:
+        raise RuntimeError("no cpuinfo")
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", broken, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", broken, raising=False)
+    assert cpu_has_fast_bf16() is False
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_lora_step_in_each_precision(tiny: Path, tok, dtype: str) -> None:  # type: ignore[no-untyped-def]
+    """One LoRA step in float32 and in bf16 autocast (bf16 frozen weights, float32 adapters): the
+    step-1 losses agree (the adapters start as a no-op), the adapters move, and stay float32."""
+    from finetune_sdk.providers.local import models
+    from finetune_sdk.providers.local.hparams import TrainConfig
+    from finetune_sdk.providers.local.train import JobRunner
+    from finetune_sdk.providers.local.trainer import Dist, Trainer
+
+    cfg = TrainConfig(batch_size=2, dtype=dtype, lora_rank=4, lora_alpha=8, max_length=64, seed=3)
+    cpu = torch.device("cpu")
+    resolved = models.resolve_base_model(str(tiny))
+    torch.manual_seed(0)
+    model = JobRunner._load_model(None, models, resolved, cfg, cpu, JobRunner._dtype(cfg, cpu), "sdpa")  # type: ignore[arg-type]
+    r = ChatRenderer(tok, 64)
+    seqs = [r.chat([{"role": "user", "content": f"Count to {i}"}, {"role": "assistant", "content": " ".join(
+        str(j) for j in range(i))}]) for i in (3, 5)]
+    t = Trainer(cfg, model, seqs, [], device=cpu, dist=Dist(), mask="bool", emit=lambda *a: None,
+                checkpoint_dir=Path("/nonexistent"), should_stop=lambda: None, save_adapter=lambda p: None)
+    adapters = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    out = t.run_step()
+    assert math.isfinite(out["train_loss"])
+    moved = [n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(p, adapters[n])]
+    assert moved, "no adapter weight changed"
+    assert all(p.dtype is torch.float32 for p in model.parameters() if p.requires_grad)
+    frozen = {p.dtype for p in model.parameters() if not p.requires_grad}
+    assert frozen == {torch.bfloat16 if dtype == "bfloat16" else torch.float32}
+    test_lora_step_in_each_precision.losses[dtype] = out["train_loss"]  # type: ignore[attr-defined]
+    if len(test_lora_step_in_each_precision.losses) == 2:  # type: ignore[attr-defined]
+        a, b = test_lora_step_in_each_precision.losses.values()  # type: ignore[attr-defined]
+        assert abs(a - b) < 0.05 * max(abs(a), 1.0)
+
+
+test_lora_step_in_each_precision.losses = {}  # type: ignore[attr-defined]

@@ -36,20 +36,22 @@ class TrainConfig(BaseModel):
     lora: bool = Field(True, description="LoRA adapters (True) or full fine-tuning (False).")
     lora_rank: int = Field(16, ge=1, le=1024)
     lora_alpha: float = Field(32, gt=0)
-    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapters' input. 0 (PEFT's default): "
+                                "on CPU a non-zero dropout cost ~15% speed and more activation memory.")
     target_modules: str | list[str] = "all-linear"
     qlora: bool = Field(False, description="4-bit base weights through bitsandbytes (CUDA only).")
     # -- sequence handling
     max_length: int = Field(2048, ge=8, description="Longer examples are truncated (counted in an event).")
     micro_batch_tokens: int | None = Field(None, ge=8, description="Tokens per packed micro-batch "
-                                                                   "(default: 4096 on CPU, 16384 on GPU).")
+                                                                   "(default: 1024 on CPU, 16384 on GPU; at least max_length).")
     packing: bool = True
     # -- optimisation
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float | None = Field(1.0, gt=0)
     gradient_checkpointing: bool = False
-    loss_chunk: int = Field(1024, ge=16, description="Positions per chunk of the vocabulary projection.")
+    loss_chunk: int | None = Field(None, ge=16, description="Positions per chunk of the vocabulary projection "
+                                   "(default 256 on CPU, 1024 on GPU).")
     seed: int = 0
     # -- runtime
     device: str = "auto"

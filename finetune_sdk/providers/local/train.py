@@ -295,11 +295,15 @@ class JobRunner:
     def _dtype(cfg: Any, device: Any) -> Any:
         import torch
 
+        from .trainer import cpu_has_fast_bf16
+
         if cfg.dtype != "auto":
-            return getattr(torch, cfg.dtype)
+            return getattr(torch, cfg.dtype) if device.type == "cuda" or cfg.lora else torch.float32
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
+        # CPU: frozen LoRA base weights in bf16 where the CPU has bf16 units (half the memory, no per-step
+        # casts); weights the optimizer updates (full fine-tuning) stay float32 under bf16 autocast.
+        return torch.bfloat16 if cfg.lora and cpu_has_fast_bf16() else torch.float32
 
     def _load_model(self, models: Any, resolved: Any, cfg: Any, device: Any, dtype: Any, attn: str) -> Any:
         if cfg.qlora:
