@@ -331,6 +331,13 @@ class JobRunner:
             model = get_peft_model(model, LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha,
                                                      lora_dropout=cfg.lora_dropout, target_modules=cfg.target_modules,
                                                      task_type="CAUSAL_LM"))
+            from .fused import fuse_lora
+
+            fuse_lora(model)
+        if not cfg.qlora:
+            from .fused import fuse_rms_norm
+
+            fuse_rms_norm(model)
         model.train()
         return model
 

@@ -131,9 +131,9 @@ class Trainer:
         self.save_adapter = save_adapter
         self.dpo = cfg.method == "dpo"
         # CPU defaults measured with benchmarks/train_bench.py (SmolLM2-135M, bf16): 1,024-token micro-batches
-        # and 256-position loss chunks were as fast as 4,096 / 1,024 and peaked ~230 MB lower.
+        # and 128-position loss chunks were within 2 % of 4,096 / 1,024 and peaked ~280 MB lower.
         self.capacity = cfg.micro_batch_tokens or (16384 if device.type == "cuda" else 1024)
-        self.loss_chunk = cfg.loss_chunk or (1024 if device.type == "cuda" else 256)
+        self.loss_chunk = cfg.loss_chunk or (1024 if device.type == "cuda" else 128)
         self.capacity = max(self.capacity, cfg.max_length * (2 if self.dpo else 1))
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         self.backbone = getattr(base, base.base_model_prefix)
