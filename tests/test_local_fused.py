@@ -157,11 +157,11 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny-fused") / "model")
 
 
-def _lora(tiny: Path, dropout: float = 0.0):  # type: ignore[no-untyped-def]
+def _lora(tiny: Path, dropout: float = 0.0, attn: str = "sdpa"):  # type: ignore[no-untyped-def]
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(0)
-    base = transformers.AutoModelForCausalLM.from_pretrained(str(tiny))
+    base = transformers.AutoModelForCausalLM.from_pretrained(str(tiny), attn_implementation=attn)
     model = get_peft_model(base, LoraConfig(r=4, lora_alpha=16, lora_dropout=dropout, target_modules="all-linear",
                                             task_type="CAUSAL_LM"))
     for name, p in model.named_parameters():  # non-zero B so the adapters contribute
@@ -265,3 +265,58 @@ def test_fused_rms_norm_skips_a_norm_that_computes_something_else() -> None:
     assert fused.fuse_rms_norm(net) == 0
     x = torch.randn(2, 8)
     assert torch.allclose(net(x), x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6))
+
+
+# ---------------------------------------------------------------------- bounded shapes
+
+def test_micro_batch_padding_to_a_multiple(tiny: Path) -> None:
+    """A filler segment rounds the row up; it has no targets and is not counted as tokens."""
+    from finetune_sdk.providers.local.batching import IGNORE, Tokens, build_micro_batch
+
+    seqs = [Tokens(input_ids=list(range(1, 11)), labels=[IGNORE] * 5 + list(range(6, 11))),
+            Tokens(input_ids=list(range(1, 8)), labels=[IGNORE] * 3 + list(range(4, 8)))]
+    plain = build_micro_batch(seqs, mask="segments")
+    padded = build_micro_batch(seqs, mask="segments", pad_to_multiple=8)
+    assert plain.input_ids.shape[1] == 17 and plain.padding == 0
+    assert padded.input_ids.shape[1] == 24 and padded.padding == 7 and padded.tokens == plain.tokens == 17
+    assert padded.cu_seqlens.tolist() == [0, 10, 17, 24]
+    assert padded.position_ids[0, 17:].tolist() == list(range(7))
+    assert torch.equal(padded.targets, plain.targets) and torch.equal(padded.target_positions, plain.target_positions)
+    assert torch.equal(padded.segments, plain.segments)
+    exact = build_micro_batch(seqs[:1], mask="segments", pad_to_multiple=5)
+    assert exact.padding == 0 and exact.input_ids.shape[1] == 10
+    masked = build_micro_batch(seqs, mask="bool", pad_to_multiple=8)  # a full mask row is not padded
+    assert masked.padding == 0 and masked.input_ids.shape[1] == 17
+    with pytest.raises(ValueError, match="pad_to_multiple"):
+        build_micro_batch(seqs, mask="segments", pad_to_multiple=0)
+
+
+def test_padded_row_gives_the_same_loss_and_gradients(tiny: Path) -> None:
+    """The filler changes nothing for the real sequences: same scored hidden states, loss and adapter gradients."""
+    from finetune_sdk.providers.local.attention import register
+    from finetune_sdk.providers.local.batching import ChatRenderer, build_micro_batch
+
+    register()
+    tok = transformers.AutoTokenizer.from_pretrained(str(tiny))
+    model = _lora(tiny, attn="finetune_segments")
+    r = ChatRenderer(tok, 512)
+    seqs = [r.chat([{"role": "user", "content": "word " * (7 * i + 3)}, {"role": "assistant", "content": f"ok {i}"}])
+            for i in range(3)]
+    backbone = model.get_base_model().model
+    head = model.get_base_model().lm_head
+
+    def run(multiple: int):  # type: ignore[no-untyped-def]
+        mb = build_micro_batch(seqs, mask="segments", pad_to_multiple=multiple)
+        cu = mb.cu_seqlens.to(torch.int32)
+        model.zero_grad(set_to_none=True)
+        hidden = backbone(input_ids=mb.input_ids, position_ids=mb.position_ids, cu_seq_lens_q=cu, cu_seq_lens_k=cu,
+                          max_length_q=max(mb.lengths), max_length_k=max(mb.lengths)).last_hidden_state[0]
+        nll, _ = sft_loss_sums(hidden.index_select(0, mb.target_positions), head.weight, mb.targets, chunk=16)
+        nll.backward()
+        return mb, nll.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    _, loss1, g1 = run(1)
+    mb64, loss64, g64 = run(64)
+    assert mb64.padding > 0 and mb64.input_ids.shape[1] % 64 == 0
+    assert torch.allclose(loss1, loss64, atol=1e-5)
+    assert g1.keys() == g64.keys() and all(torch.allclose(g1[n], g64[n], atol=1e-5) for n in g1)

@@ -222,19 +222,30 @@ class MicroBatch:
     cu_seqlens: Any = None   # LongTensor [S+1] — sequence boundaries (FlashAttention-style)
     attention_mask: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
+    padding: int = 0         # filler tokens at the end of the row (their own segment, never scored)
 
     @property
     def tokens(self) -> int:
-        return sum(self.lengths)
+        """Real tokens in the row (filler excluded)."""
+        return sum(self.lengths) - self.padding
 
 
-def build_micro_batch(seqs: Sequence[Tokens], *, mask: str, device: Any = None) -> MicroBatch:
+def build_micro_batch(seqs: Sequence[Tokens], *, mask: str, device: Any = None, pad_to_multiple: int = 1) -> MicroBatch:
     """Concatenate sequences into one padding-free row.
 
     ``mask``: "bool" (sdpa), "additive" (eager), or "segments" / "none" (per-sequence
     attention or FlashAttention varlen: ``cu_seqlens`` and position ids delimit the sequences).
+    ``pad_to_multiple`` (segments only) appends a filler sequence with no targets so the row
+    length is a multiple of it: CPU GEMM libraries keep state for every distinct shape, so
+    bounding the row lengths bounds the process's memory over a long job.
     """
     import torch
+
+    if pad_to_multiple < 1:
+        raise ValueError(f"pad_to_multiple must be >= 1, got {pad_to_multiple}")
+    filler = -sum(len(s) for s in seqs) % pad_to_multiple if mask == "segments" else 0
+    if filler:
+        seqs = [*seqs, Tokens(input_ids=[0] * filler, labels=[IGNORE] * filler)]
 
     ids: list[int] = []
     pos: list[int] = []
@@ -267,4 +278,4 @@ def build_micro_batch(seqs: Sequence[Tokens], *, mask: str, device: Any = None) 
                       lengths=[len(s) for s in seqs], target_positions=to(torch.tensor(tpos, dtype=torch.long)),
                       targets=to(torch.tensor(tgt, dtype=torch.long)), segments=to(torch.tensor(seg, dtype=torch.long)),
                       cu_seqlens=torch.tensor([0, *itertools.accumulate(len(s) for s in seqs)], dtype=torch.long),
-                      attention_mask=to(attention) if attention is not None else None)
+                      attention_mask=to(attention) if attention is not None else None, padding=filler)

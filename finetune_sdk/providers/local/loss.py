@@ -36,6 +36,9 @@ def _chunk(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     return logprob, correct
 
 
+ROW_BUCKET = 32  # the last chunk is padded to a multiple of this many rows
+
+
 class _FrozenHeadLogprobs(torch.autograd.Function):
     """Token log-probabilities whose hidden-state gradient is computed in the forward pass."""
 
@@ -45,6 +48,10 @@ class _FrozenHeadLogprobs(torch.autograd.Function):
         logprobs, corrects, grads = [], [], []
         for start in range(0, hidden.shape[0], chunk):
             h, t = hidden[start:start + chunk], targets[start:start + chunk]
+            n = h.shape[0]
+            pad = -n % ROW_BUCKET
+            if pad:  # a bounded set of GEMM shapes (CPU GEMM libraries keep state per shape); rows dropped below
+                h, t = F.pad(h, (0, 0, 0, pad)), F.pad(t, (0, pad))
             raw = F.linear(h, weight, bias)  # bf16 under autocast
             logits = raw.float()  # a float32 copy, or raw itself when raw is float32
             rows = torch.arange(t.shape[0], device=t.device)
@@ -55,7 +62,8 @@ class _FrozenHeadLogprobs(torch.autograd.Function):
             probs[rows, t] -= 1.0  # softmax - onehot = -(d logp / d logits)
             if probs is not raw:
                 probs = raw.copy_(probs)  # back into the projection's buffer, in its dtype: no third block
-            grads.append(torch.mm(probs, weight.to(probs.dtype)).neg_().to(hidden.dtype))
+            grads.append(torch.mm(probs, weight.to(probs.dtype)).neg_().to(hidden.dtype)[:n])
+            logprobs[-1], corrects[-1] = logprobs[-1][:n], corrects[-1][:n]
             del raw, logits, probs
         grad = torch.cat(grads)
         ctx.save_for_backward(grad)
