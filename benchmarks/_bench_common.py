@@ -237,13 +237,21 @@ def step_order(n_train: int, batch_size: int, steps: int, seed: int) -> list[lis
 
 # --------------------------------------------------------------------------- evaluation (both sides)
 
-def validation_loss(model: Any, seqs: list[Any]) -> dict[str, float]:
+def validation_loss(model: Any, seqs: list[Any], *, float32: bool = False) -> dict[str, float]:
     """Token-mean NLL over the supervised tokens of ``seqs`` (our Tokens), computed the same way
     for both final models: one sequence at a time (no packing, plain causal mask), the
     backbone's hidden states at supervised positions, and our chunked loss
     (``finetune_sdk.providers.local.loss.sft_loss_sums``). LoRA dropout off (eval mode).
+
+    ``float32=True`` first converts the whole model to float32 **in place** (call it last):
+    with bf16 base weights, an adapter's early updates are smaller than bf16's resolution
+    of the layer outputs they are added to and partly round away, so the bf16 evaluation
+    understates what a short run learned; the float32 one measures the adapter itself.
     """
     import torch
+
+    if float32:
+        model.float()
 
     from finetune_sdk.providers.local.loss import sft_loss_sums
 

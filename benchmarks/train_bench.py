@@ -44,10 +44,13 @@ supervised tokens/s counts scored positions; tok/CPU-s divides by the child's CP
 instead of wall time (steadier on a shared machine). The val-loss target allows the larger
 of 0.0005 and the step-1 loss gap (identical weights on both sides at step 1, so that gap is
 pure arithmetic noise between the implementations, ~0.005 in bf16, ~1e-5 in float32). Peak RSS: ``ru_maxrss`` of a fresh
-child process per side and run (model load included on both sides). Validation loss:
-after training, each child computes the token-mean NLL on the same held-out split with
-the same code (``_bench_common.validation_loss``: our chunked loss on the backbone's
-hidden states, one sequence at a time, eval mode).
+child process per side and run at the end of training (model load included on both sides,
+validation not). Validation loss: after training, each child computes the token-mean NLL
+on the same held-out split with the same code (``_bench_common.validation_loss``: our
+chunked loss on the backbone's hidden states, one sequence at a time, eval mode), first
+in the training weights' dtype, then after converting the trained model to float32 — the
+quality criterion, because in bf16 a short run's small adapter updates partly round away
+at evaluation.
 
 Defaults are sized for a 2-core machine (~100-350 tokens/s): 5 steps of 8 examples, one
 run per configuration, about 7 minutes. On faster machines use ``--steps 20 --runs 3``.
@@ -181,8 +184,10 @@ def child_ours(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"steps": steps, "rss_before_train_mib": rss_before, "attn": attn, "mask": mask,
                               "micro_batch_tokens": trainer.capacity, "threads": torch.get_num_threads(),
                               "gpu_peak_mib": _gpu_peak(device), "flops_per_token": _flops_per_token(trainer.model)}
+    result["train_peak_rss_mib"] = common.peak_rss_mib()  # before validation (the float32 copy) adds its own
     if args.val:
         result.update(common.validation_loss(trainer.model, valid))
+        result["val_loss_fp32"] = common.validation_loss(trainer.model, valid, float32=True)["val_loss"]
     return result
 
 
@@ -299,8 +304,10 @@ def child_trl(args: argparse.Namespace) -> dict[str, Any]:
                               "attn": trainer.model.get_base_model().config._attn_implementation,
                               "gradient_checkpointing": args.gc, "micro_batch": mb, "gpu_peak_mib": _gpu_peak(device),
                               "padding_free": args.trl_padding_free, "flops_per_token": _flops_per_token(trainer.model)}
+    result["train_peak_rss_mib"] = common.peak_rss_mib()  # before validation (the float32 copy) adds its own
     if args.val:
         result.update(common.validation_loss(trainer.model, ours_valid))
+        result["val_loss_fp32"] = common.validation_loss(trainer.model, ours_valid, float32=True)["val_loss"]
     return result
 
 
@@ -380,7 +387,8 @@ def summarise(result: dict[str, Any], warmup: int) -> dict[str, Any]:
     return {"tps": tokens / secs, "sup_tps": sup / secs, "tpcpu": tokens / cpu, "gpu": result.get("gpu_peak_mib"),
             "fpt": result.get("flops_per_token"),
             "step_s": statistics.median(s["seconds"] for s in steps), "tokens": tokens, "padded": padded,
-            "rss": result["child_maxrss_mib"], "val": result.get("val_loss"), "first_loss": result["steps"][0]["loss"],
+            "rss": result.get("train_peak_rss_mib", result["child_maxrss_mib"]), "val": result.get("val_loss"),
+            "val32": result.get("val_loss_fp32"), "first_loss": result["steps"][0]["loss"],
             "step_seconds": [s["seconds"] for s in steps]}
 
 
@@ -518,7 +526,7 @@ def parent_main(args: argparse.Namespace) -> int:
     peak = args.peak_tflops * 1e12 if args.peak_tflops else None
     n_params = next(iter(results.values()))[0]["flops_per_token"] / 4
     hdr = (f"{'dataset':<10} {'trainer':<22} {'runs':>4} {'tok/s':>7} {'sup tok/s':>9} {'tok/CPU-s':>9} "
-           f"{'step s':>7} {'pad %':>5} {'peak RSS MiB':>12} {'val loss':>8}"
+           f"{'step s':>7} {'pad %':>5} {'peak RSS MiB':>12} {'val loss':>8} {'val fp32':>8}"
            + (f" {'GPU MiB':>8}" if gpu else "") + (f" {'MFU %':>6}" if peak else ""))
     print(hdr)
     print("-" * len(hdr))
@@ -526,20 +534,24 @@ def parent_main(args: argparse.Namespace) -> int:
     for (ds, key), runs in results.items():
         ss = [r["summary"] for r in runs]
         vals = [s["val"] for s in ss if s["val"] is not None]
+        vals32 = [s["val32"] for s in ss if s.get("val32") is not None]
         a = {"tps": _med([s["tps"] for s in ss]), "sup_tps": _med([s["sup_tps"] for s in ss]),
              "tpcpu": _med([s["tpcpu"] for s in ss]), "step_s": _med([s["step_s"] for s in ss]),
              "rss": _med([s["rss"] for s in ss]), "val": vals[0] if vals else float("nan"),
+             "val32": vals32[0] if vals32 else float("nan"),
              "pad": 100.0 * (1 - ss[0]["tokens"] / ss[0]["padded"]) if ss[0]["padded"] else 0.0,
              "steps": ss[0]["step_seconds"], "gpu": _med([s["gpu"] or 0.0 for s in ss]),
              "mfu": 100.0 * ss[0]["fpt"] * _med([s["tps"] for s in ss]) / peak if peak and ss[0]["fpt"] else None}
         agg[(ds, key)] = a
         print(f"{ds:<10} {kinds[key][3]:<22} {len(runs):>4} {a['tps']:>7.1f} {a['sup_tps']:>9.1f} {a['tpcpu']:>9.1f} "
-              f"{a['step_s']:>7.2f} {a['pad']:>5.1f} {a['rss']:>12.0f} {a['val']:>8.4f}"
+              f"{a['step_s']:>7.2f} {a['pad']:>5.1f} {a['rss']:>12.0f} {a['val']:>8.4f} {a['val32']:>8.4f}"
               + (f" {a['gpu']:>8.0f}" if gpu else "") + (f" {a['mfu']:>6.2f}" if a["mfu"] is not None else ""))
     print("tok/s: non-padding input tokens per second of step time (wall); sup tok/s: scored positions; "
           "tok/CPU-s: per CPU-second of the child (all threads); pad %: padding share of TRL's input positions; "
-          "peak RSS: ru_maxrss of the child (model load included); val loss: token-mean NLL on the held-out split, "
-          "first run, same code for both; medians over runs."
+          "peak RSS: ru_maxrss of the child at the end of training (model load included, validation not); val loss: "
+          "token-mean NLL on the held-out split, first run, same code for both, in the training weights' dtype; "
+          "val fp32: the same after converting the trained model to float32 (the quality criterion: bf16 "
+          "evaluation rounds away part of a short run's small adapter updates); medians over runs."
           + (" GPU MiB: torch.cuda.max_memory_allocated during training." if gpu else "")
           + (f" MFU: 4N FLOPs/token x tok/s / {args.peak_tflops:g} TFLOPS, N = {n_params / 1e9:.3f} B "
              f"non-embedding, non-LoRA parameters." if peak else ""))
@@ -558,7 +570,9 @@ def parent_main(args: argparse.Namespace) -> int:
             if (ds, key) not in agg or (ds, mine) not in agg:
                 continue
             o, t = agg[(ds, mine)], agg[(ds, key)]
-            speed, cpu_speed, dval = o["tps"] / t["tps"], o["tpcpu"] / t["tpcpu"], o["val"] - t["val"]
+            speed, cpu_speed = o["tps"] / t["tps"], o["tpcpu"] / t["tpcpu"]
+            crit = "val32" if o["val32"] == o["val32"] and t["val32"] == t["val32"] else "val"  # NaN: not measured
+            dval = o[crit] - t[crit]
             mem_name, mem = ("peak GPU memory", o["gpu"] / t["gpu"]) if gpu and t["gpu"] else \
                 ("peak RSS", o["rss"] / t["rss"])
             paired = sorted(b / a for a, b in zip(o["steps"], t["steps"]))  # same batch on both sides
@@ -567,8 +581,10 @@ def parent_main(args: argparse.Namespace) -> int:
                   f"[target >= {TARGET_SPEEDUP:.1f}x: {'PASS' if speed >= TARGET_SPEEDUP else 'FAIL'}] "
                   f"(per CPU-s x{cpu_speed:.2f}; same-batch step-time ratios median x{_med(paired):.2f}, "
                   f"range x{paired[0]:.2f}..x{paired[-1]:.2f}); {mem_name} x{mem:.2f} "
-                  f"[target <= 1.00: {'PASS' if mem <= 1.0 else 'FAIL'}]; val loss {o['val']:.4f} vs {t['val']:.4f} "
-                  f"({dval:+.4f}) [target ours <= TRL + {allowance:.4f}: {'PASS' if dval <= allowance else 'FAIL'}]")
+                  f"[target <= 1.00: {'PASS' if mem <= 1.0 else 'FAIL'}]; val loss{' fp32' if crit == 'val32' else ''} "
+                  f"{o[crit]:.4f} vs {t[crit]:.4f} ({dval:+.4f}) [target ours <= TRL + {allowance:.4f}: "
+                  f"{'PASS' if dval <= allowance else 'FAIL'}] (in the training dtype: {o['val']:.4f} vs "
+                  f"{t['val']:.4f})")
     print(f"\n  val-loss allowance: the larger of 0.0005 and the step-1 loss gap on identical weights (arithmetic "
           f"noise between the two implementations); load average at end: {common.loadavg()}; "
           f"total wall {time.perf_counter() - started:.0f}s; logs and raw JSON in {work}")
