@@ -141,7 +141,8 @@ def test_chunked_loss_equals_cross_entropy() -> None:
     assert empty_lp.numel() == 0 and empty_ok.numel() == 0
 
 
-def test_chunked_loss_never_materialises_full_logits(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("head_trains", [True, False])  # full fine-tuning (checkpointed) / LoRA (frozen head)
+def test_chunked_loss_never_materialises_full_logits(monkeypatch: pytest.MonkeyPatch, head_trains: bool) -> None:
     """The biggest logits block ever built is [chunk x vocab]."""
     import finetune_sdk.providers.local.loss as loss_mod
 
@@ -155,7 +156,7 @@ def test_chunked_loss_never_materialises_full_logits(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(loss_mod.F, "linear", spy)
     h = torch.randn(1000, 16, requires_grad=True)
-    w = torch.randn(500, 16, requires_grad=True)
+    w = torch.randn(500, 16, requires_grad=head_trains)
     nll, _ = sft_loss_sums(h, w, torch.randint(0, 500, (1000,)), chunk=128)
     nll.backward()
     assert shapes and max(s[0] for s in shapes) <= 128

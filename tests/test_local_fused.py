@@ -71,19 +71,11 @@ def test_frozen_head_gradient_with_per_sequence_weights() -> None:
     assert torch.allclose(got, h.grad, atol=1e-5)
 
 
-def test_frozen_head_bf16_autocast_and_chunk_bound(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Under bf16 autocast the gradient has the hidden states' dtype; no logits block exceeds the chunk."""
-    import finetune_sdk.providers.local.loss as loss_mod
+def test_frozen_head_bf16_autocast() -> None:
+    """Under bf16 autocast the gradient has the hidden states' dtype and stays close to float32's.
 
-    shapes: list[tuple[int, ...]] = []
-    real = loss_mod.F.linear
-
-    def spy(x, weight, bias=None):  # type: ignore[no-untyped-def]
-        out = real(x, weight, bias)
-        shapes.append(tuple(out.shape))
-        return out
-
-    monkeypatch.setattr(loss_mod.F, "linear", spy)
+    (That no logits block exceeds the chunk is checked for both paths in test_local_batching.py.)
+    """
     torch.manual_seed(2)
     h32 = torch.randn(500, 32)
     w32 = torch.randn(400, 32)
@@ -93,7 +85,6 @@ def test_frozen_head_bf16_autocast_and_chunk_bound(monkeypatch: pytest.MonkeyPat
         nll, _ = sft_loss_sums(h, w32.bfloat16(), t, chunk=128)
     nll.backward()
     assert h.grad is not None and h.grad.dtype is torch.bfloat16
-    assert shapes and max(s[0] for s in shapes) <= 128
     ref_h = h32.clone().requires_grad_()
     F.cross_entropy(ref_h @ w32.T, t, reduction="sum").backward()
     assert rel(h.grad, ref_h.grad) < 0.05
