@@ -211,11 +211,24 @@ def test_kill_and_resume_matches_uninterrupted(tiny: str, tmp_path: Path) -> Non
     c.jobs.resume(job.id)
     done = c.jobs.wait(job.id, progress=False)
     assert done.status is JobStatus.SUCCEEDED
+    # Every step after the resume sees the same batch with the same optimizer state: the
+    # per-step losses agree with the uninterrupted run's (a lost data position or optimizer
+    # state would show at the first resumed step).
+    resumed = {m.step: m.train_loss for m in c.jobs.metrics(job.id)}
+    uninterrupted = {m.step: m.train_loss for m in ref_client.jobs.metrics(ref.id)}
+    assert resumed.keys() == uninterrupted.keys()
+    assert all(abs(resumed[k] - uninterrupted[k]) < 1e-4 for k in resumed), (resumed, uninterrupted)
     ours = adapter(tmp_path / "home" / "jobs" / job.id)
     theirs = adapter(tmp_path / "ref" / "jobs" / ref.id)
     assert ours.keys() == theirs.keys()
     for key in ours:
-        assert torch.allclose(ours[key], theirs[key], atol=1e-5), key
+        # Same weights up to float32 noise. Adam divides each gradient by its own running
+        # magnitude, so for the rare element whose gradient is ~0 a last-bit difference
+        # becomes a learning-rate-sized step (measured: 3 of 1,024 elements of one tensor in
+        # ~1 of 6 kill timings). A resume bug moves every element instead.
+        off = (ours[key] - theirs[key]).abs() > 1e-5
+        assert float(off.float().mean()) <= 0.01, (key, int(off.sum()))
+        assert float((ours[key] - theirs[key]).norm()) <= 5e-3 * float(theirs[key].norm()) + 1e-6, key
 
 
 def test_two_process_data_parallel_matches_single_process(tiny: str, tmp_path: Path) -> None:
