@@ -5,10 +5,12 @@ The public face; everything here is a re-export.
 
 from .client import FineTuneClient
 from .config import Profile, ProviderSettings, finetune_home, load_profile
-from .data import convert, estimate, split, validate
+from ._datasets import estimate, validate
+from .data import convert, split
 from .errors import (AuthenticationError, BadRequestError, ConfigurationError, ConflictError, DatasetError,
-                     FineTuneError, JobFailedError, NotFoundError, PermissionDeniedError, ProviderConnectionError,
-                     ProviderError, RateLimitError, ServerError, UnsupportedOperation, WaitTimeout)
+                     FineTuneError, IdempotencyError, JobFailedError, NotFoundError, PermissionDeniedError,
+                     ProviderConnectionError, ProviderError, RateLimitError, ServerError, UnsupportedOperation,
+                     WaitTimeout)
 from .providers import Capability, Provider, available_providers, get_provider_class, register_provider
 from .types import (ChatResponse, Checkpoint, DatasetReport, Deployment, Estimate, Event, Hyperparameters, Issue,
                     Job, JobSpec, JobStatus, MetricPoint, TokenStats)
@@ -33,5 +35,6 @@ __all__ = [
     # errors
     "FineTuneError", "ConfigurationError", "DatasetError", "ProviderError", "BadRequestError",
     "AuthenticationError", "PermissionDeniedError", "NotFoundError", "ConflictError", "RateLimitError",
-    "ServerError", "ProviderConnectionError", "JobFailedError", "WaitTimeout", "UnsupportedOperation",
+    "ServerError", "ProviderConnectionError", "IdempotencyError", "JobFailedError", "WaitTimeout",
+    "UnsupportedOperation",
 ]

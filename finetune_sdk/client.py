@@ -18,29 +18,32 @@ import hashlib
 import json
 import os
 import time
-from pathlib import Path
+import uuid
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from ._secrets import get_logger
 from .config import Profile, finetune_home, load_profile
 from .data.validate import validate as validate_dataset
-from .errors import (ConfigurationError, DatasetError, FineTuneError, ProviderConnectionError, ProviderError,
-                     WaitTimeout)
+from .errors import ConfigurationError, DatasetError, FineTuneError, IdempotencyError, ProviderConnectionError
 from .ledger import Ledger
 from .metrics import Metrics
+from .polling import Poller, PollSchedule
 from .providers.base import Capability, Provider, get_provider_class
-from .retry import RetryPolicy, is_retryable
+from .retry import RetryPolicy, create_exactly_once
 from .types import (ChatDelta, ChatResponse, Checkpoint, DatasetReport, Deployment, DeploySpec, Event, File,
                     Hyperparameters, Job, JobSpec, ModelInfo)
-from .waiting import PollSchedule, Waiter
+from .waiting import Waiter
 
-__all__ = ["FineTuneClient", "IDEMPOTENCY_KEY"]
+__all__ = ["FineTuneClient", "IDEMPOTENCY_KEY", "REQUEST_DIGEST_KEY"]
 
 _log = get_logger(__name__)
 
 #: The metadata key under which a job's idempotency key is stored (visible in the provider's UI).
 IDEMPOTENCY_KEY = "finetune_idempotency_key"
+#: The metadata key holding a digest of what was asked for, so that a reused key is checked.
+REQUEST_DIGEST_KEY = "finetune_request_digest"
 
 
 def _digest(path: Path) -> str:
@@ -83,21 +86,18 @@ class Files:
         return self._c.provider.file_content(file_id)
 
     def wait_processed(self, file_id: str, *, timeout: float = 600.0) -> File:
-        """Wait until the service has processed a file; DatasetError if it rejected it."""
+        """Wait until the service has processed a file (one request per poll, outages ridden
+        out as for jobs); DatasetError if it rejected the file, WaitTimeout after ``timeout``."""
         if Capability.FILES not in self._c.provider.capabilities:
             return File(id=file_id, filename="", bytes=0, purpose="fine-tune")
-        deadline = self._c._clock() + timeout
-        interval = 0.5
-        while True:
-            f = self._c._retry.call(lambda: self.get(file_id), describe=f"checking {file_id}")
-            if f.status == "processed":
-                return f
-            if f.status == "error":
-                raise DatasetError(f"The provider rejected {f.filename or file_id}: {f.status_details or 'no details'}")
-            if self._c._clock() > deadline:
-                raise WaitTimeout(f"File {file_id} is still being processed after {timeout:g} s.", timeout=timeout)
-            self._c._sleep(interval)
-            interval = min(10.0, interval * 1.5)
+        poller: Poller[File] = Poller(replace(self._c.poll, initial=0.5, maximum=10.0, growth=1.5),
+                                      sleep=self._c._sleep, clock=self._c._clock)
+        f = poller.until(lambda: self.get(file_id), lambda f: f.status in ("processed", "error"),
+                         what=f"waiting for {file_id} to be processed", timeout=timeout,
+                         on_timeout=lambda _: f"File {file_id} is still being processed after {timeout:g} s.")
+        if f.status == "error":
+            raise DatasetError(f"The provider rejected {f.filename or file_id}: {f.status_details or 'no details'}")
+        return f
 
     def _resolve(self, value: str | os.PathLike[str], *, model: str, method: str, validate: bool,
                  role: str) -> tuple[str, str | None]:
@@ -139,17 +139,23 @@ class Jobs:
                seed: int | None = None, metadata: Mapping[str, str] | None = None,
                integrations: list[dict[str, Any]] | None = None, idempotency_key: str | None = None,
                validate: bool = True, extra: Mapping[str, Any] | None = None) -> Job:
-        """Create a fine-tuning job.
+        """Create a fine-tuning job — exactly one per call.
 
         ``training_file`` / ``validation_file``: a path (validated, then uploaded) or a file
-        id. The job carries an idempotency key in its metadata (given, or derived from the
-        model, the training data, method, hyperparameters and suffix): if the create
-        request times out or its response is lost, the client finds the job it already
-        created instead of creating a second one.
+        id. Each call carries an idempotency key in the job's metadata: a fresh random one,
+        or ``idempotency_key`` if given. When a create request fails in a way that may still
+        have created the job (timeout, dropped connection, lost response, 5xx), the client
+        looks the key up before trying again and returns the job it already created; after
+        a 4xx or 429 nothing was created, so it simply tries again. Calling ``create`` twice
+        makes two jobs — unless both calls pass the same ``idempotency_key`` (for a script
+        that may be re-run): the second call then returns the first call's job, whatever its
+        status, and raises :class:`IdempotencyError` if the key was used for a different
+        request. Use a new key to train again.
 
         Raises:
             DatasetError: the dataset has errors (nothing is uploaded).
             ConfigurationError: no model given and no ``base_model`` in the profile.
+            IdempotencyError: ``idempotency_key`` was used for a different request.
             ProviderError: the provider refused the job.
         """
         model = model or self._c.default_model
@@ -157,55 +163,53 @@ class Jobs:
             raise ConfigurationError("No model: pass model=... or set base_model in your finetune.toml profile.")
         if method not in ("supervised", "dpo", "reinforcement"):
             raise ValueError(f"method must be supervised, dpo or reinforcement, not {method!r}")
+        if idempotency_key is not None and not (isinstance(idempotency_key, str) and 0 < len(idempotency_key) <= 64):
+            raise ValueError("idempotency_key must be a non-empty string of at most 64 characters")
         hp = hyperparameters if isinstance(hyperparameters, Hyperparameters) else Hyperparameters(**(hyperparameters or {}))
         train_id, train_digest = self._c.files._resolve(training_file, model=model, method=method, validate=validate,
                                                         role="training")
         val_id, val_digest = (None, None) if validation_file is None else self._c.files._resolve(
             validation_file, model=model, method=method, validate=validate, role="validation")
-        key = idempotency_key or hashlib.sha256(json.dumps(
-            [model, train_digest or train_id, val_digest or val_id, method, hp.model_dump(mode="json"), suffix, seed],
-            sort_keys=True, default=str).encode()).hexdigest()[:32]
+        digest = hashlib.sha256(json.dumps(
+            [model, train_digest or train_id, val_digest or val_id, method, hp.model_dump(mode="json"), suffix, seed,
+             dict(metadata or {})], sort_keys=True, default=str).encode()).hexdigest()[:32]
+        key = idempotency_key or uuid.uuid4().hex
         spec = JobSpec(model=model, training_file=train_id, validation_file=val_id, method=method,  # type: ignore[arg-type]
                        hyperparameters=hp, suffix=suffix, seed=seed,
-                       metadata={**dict(metadata or {}), IDEMPOTENCY_KEY: key}, integrations=integrations or [],
-                       idempotency_key=key, extra=dict(extra or {}))
-        job = self._create_once(spec)
+                       metadata={**dict(metadata or {}), IDEMPOTENCY_KEY: key, REQUEST_DIGEST_KEY: digest},
+                       integrations=integrations or [], idempotency_key=key, extra=dict(extra or {}))
+        existing = self._find(key) if idempotency_key is not None else None
+        if existing is not None:
+            job = self._reuse(existing, key, digest)
+        else:
+            c = self._c
+            job = create_exactly_once(
+                lambda: self._p.create_job(spec), lambda: self._find(key), self._p.retry, clock=c._clock,
+                settle=lambda exc: c._timeout if isinstance(exc, ProviderConnectionError) and exc.timed_out else 0.0,
+                describe=f"{self._p.name}: creating a job")
         self._c._record(job, idempotency_key=key, training_file=str(training_file))
         return job
 
+    @staticmethod
+    def _reuse(job: Job, key: str, digest: str) -> Job:
+        recorded = job.metadata.get(REQUEST_DIGEST_KEY)
+        if recorded is not None and recorded != digest:
+            raise IdempotencyError(f"The idempotency key {key!r} was already used for job {job.id}, created with "
+                                   f"different arguments (model, data, method, hyperparameters, suffix, seed or "
+                                   f"metadata). Use a new key for a new job.", job=job)
+        _log.info("create: returning job %s, created earlier with idempotency key %s (%s)", job.id, key,
+                  job.status.value)
+        return job
+
     def _find(self, key: str) -> Job | None:
-        def lookup() -> list[Job]:
-            if Capability.METADATA_FILTER in self._p.capabilities:
-                return self._p.list_jobs(metadata={IDEMPOTENCY_KEY: key}, limit=10)
-            return self._p.list_jobs(limit=100)
-        jobs = self._c._retry.call(lookup, describe="looking for an already-created job")
+        """The job created with idempotency key ``key``, if any (a filtered list where the
+        provider can filter by metadata, else its 100 newest jobs)."""
+        if Capability.METADATA_FILTER in self._p.capabilities:
+            jobs = self._p.list_jobs(metadata={IDEMPOTENCY_KEY: key}, limit=10)
+        else:
+            jobs = self._p.list_jobs(limit=100)
         matches = [j for j in jobs if j.metadata.get(IDEMPOTENCY_KEY) == key]
         return matches[0] if matches else None
-
-    def _create_once(self, spec: JobSpec) -> Job:
-        policy = self._c._retry
-        key = spec.idempotency_key or ""
-        for attempt in range(1, policy.attempts + 1):
-            try:
-                return self._p.create_job(spec)
-            except ProviderError as exc:
-                if not is_retryable(exc):
-                    raise
-                # The request may have been executed although we saw an error: look before retrying.
-                settle = self._c._timeout if isinstance(exc, ProviderConnectionError) and exc.timed_out else 0.0
-                deadline = self._c._clock() + settle
-                while True:
-                    existing = self._find(key)
-                    if existing is not None:
-                        _log.info("create_job: found job %s created by an earlier attempt", existing.id)
-                        return existing
-                    if self._c._clock() >= deadline:
-                        break
-                    self._c._sleep(min(2.0, max(0.1, deadline - self._c._clock())))
-                if attempt == policy.attempts:
-                    raise
-                self._c._sleep(policy.delay(attempt, exc))
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def get(self, job_id: str) -> Job:
         job = self._p.get_job(job_id)
@@ -344,9 +348,13 @@ class FineTuneClient:
                 file's ``default``).
             config: the config file (default: FINETUNE_CONFIG, then ./finetune.toml).
             credential: for Azure, any azure-identity TokenCredential.
-            http_client: an ``httpx.Client`` for providers built on the openai package.
+            http_client: an ``httpx.Client`` for HTTP providers (proxies, custom TLS, test transports).
             ledger: record jobs under FINETUNE_HOME (True), not at all (False), or in a
                 given Ledger.
+            poll: how waits poll (intervals, and the outage budget: how long polling rides
+                out a failing service before it raises).
+            retry: the retry policy of every request (default: 5 attempts, jittered
+                exponential backoff from 0.5 s, honouring Retry-After).
             sleep, clock: for tests — drive every wait and retry with a simulated clock
                 (e.g. the emulator's ``clock.advance`` and ``clock.now``).
             **settings: provider settings (api_key, base_url, endpoint, ...); they
@@ -365,17 +373,16 @@ class FineTuneClient:
                                          "holding provider = \"...\". Looked: " + prof.where)
             cls = get_provider_class(prof.provider)
             resolved = cls.Settings.resolve(provider=prof.provider, explicit=settings, profile=prof, env=env)
-            self.provider = cls(resolved, credential=credential, http_client=http_client)
+            self.provider = cls(resolved, credential=credential, http_client=http_client, retry=retry)
             self.profile = prof
         self._sleep = sleep or (retry.sleep if retry else time.sleep)
         self._clock = clock or time.monotonic
-        self._retry = replace(retry or RetryPolicy(), sleep=self._sleep)
-        if sleep is not None:
-            for attr in ("retry",):  # the provider's own request retries use the same clock
-                if isinstance(getattr(self.provider, attr, None), RetryPolicy):
-                    setattr(self.provider, attr, replace(getattr(self.provider, attr), sleep=sleep))
-            if hasattr(self.provider, "sleep"):
-                self.provider.sleep = sleep
+        # One retry policy, owned by the provider, which sends every request under it.
+        if retry is not None or sleep is not None:
+            self.provider.retry = replace(retry or self.provider.retry, sleep=self._sleep)
+        if clock is not None:
+            self.provider.clock = clock
+        self.poll = poll or PollSchedule()
         self._timeout = float(getattr(self.provider.settings, "timeout", 60.0))
         if ledger is True:
             self.ledger: Ledger | None = Ledger(finetune_home(env) / "ledger.jsonl")
@@ -383,7 +390,7 @@ class FineTuneClient:
             self.ledger = ledger or None
         hint = "finetune jobs wait {job_id}" + (f" --profile {self.profile.name}" if self.profile and
                                                 self.profile.name else f" --provider {self.provider.name}")
-        self.waiter = Waiter(self.provider, schedule=poll or PollSchedule(), reattach_hint=hint, sleep=self._sleep,
+        self.waiter = Waiter(self.provider, schedule=self.poll, reattach_hint=hint, sleep=self._sleep,
                              clock=clock or time.time)
         self.files = Files(self)
         self.jobs = Jobs(self)
@@ -426,6 +433,7 @@ class FineTuneClient:
                  **kwargs: Any) -> DatasetReport:
         """Validate a dataset against this provider's rules (hosted providers: at least 10
         examples, no reserved tokens)."""
+        kwargs.setdefault("tokenizer", type(self.provider).tokenizer)
         report = validate_dataset(path, model=model or self.default_model, method=method,
                                   validation_file=validation_file, hosted=self.provider.hosted, **kwargs)
         if is_validation_file and not report.valid and set(report.error_counts) == {"too_few_examples"}:

@@ -18,6 +18,7 @@ when the error is created (see :mod:`finetune_sdk._secrets`).
     │   ├── RateLimitError            429 (.retry_after, .retryable)
     │   ├── ServerError               5xx
     │   └── ProviderConnectionError   network failure or timeout (no response)
+    ├── IdempotencyError              (.job: the job the key was used for)
     ├── JobFailedError                (.job)
     ├── WaitTimeout                   (.job, .timeout)
     └── UnsupportedOperation          (.capability, .provider)
@@ -25,6 +26,7 @@ when the error is created (see :mod:`finetune_sdk._secrets`).
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING, Any
 
 from ._secrets import scrub, scrub_obj
@@ -45,6 +47,7 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "ProviderConnectionError",
+    "IdempotencyError",
     "JobFailedError",
     "WaitTimeout",
     "UnsupportedOperation",
@@ -122,6 +125,14 @@ class ProviderError(FineTuneError):
         """Whether retrying the same request may succeed."""
         return False
 
+    def with_context(self, context: str) -> "ProviderError":
+        """The same error (class, status, code, ...) with ``context`` put before its message."""
+        clone = copy.copy(self)
+        clone.detail = scrub(f"{context}. Last error: {self.detail}")
+        prefix = f"[{self.provider}] " if self.provider else ""
+        clone.args = (prefix + clone.detail,)
+        return clone
+
 
 class BadRequestError(ProviderError):
     """The request was rejected as invalid (400/422). Retrying will not help."""
@@ -182,6 +193,14 @@ class ProviderConnectionError(ProviderError):
     @property
     def retryable(self) -> bool:
         return True
+
+
+class IdempotencyError(FineTuneError):
+    """An idempotency key was reused for a different request; ``job`` is the job it made."""
+
+    def __init__(self, message: str, *, job: "Job | None" = None) -> None:
+        super().__init__(message)
+        self.job = job
 
 
 class JobFailedError(FineTuneError):

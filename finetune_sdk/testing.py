@@ -1,232 +1,25 @@
-"""Test helpers: an emulator of the OpenAI and Azure OpenAI fine-tuning services.
+"""Test helpers for your own test suite: the emulator and its pytest fixture.
 
-Use it in your own test suite to exercise a fine-tuning pipeline with the official
-``openai`` client — over real HTTP, offline, deterministically, with faults on demand::
+Add ``pytest_plugins = ["finetune_sdk.testing"]`` to ``conftest.py`` and take the
+``finetune_emulator`` fixture, or start one yourself::
 
     from finetune_sdk.testing import emulator
 
     with emulator(speed=100) as emu:
         client = openai.OpenAI(base_url=emu.openai_base_url, api_key=emu.api_key)
-        ...
         emu.clock.advance(600)          # ten simulated minutes pass
         emu.set_faults("POST /v1/fine_tuning/jobs: 429@0.5")
 
-Or, with pytest, add ``pytest_plugins = ["finetune_sdk.testing"]`` to ``conftest.py`` and
-take the ``finetune_emulator`` fixture. Requires the ``serve`` extra.
+The emulator itself lives in :mod:`finetune_sdk.server.emulator`. Requires the ``serve`` extra.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import socket
-import threading
-import time
-from typing import Any, Iterator, Literal
+from typing import Iterator
 
-from .providers.simulated import SimClock, SimTimings, SimulatedProvider, SimulatedSettings
-from .server import FaultPlan, ServerConfig, create_app
+from .server.emulator import Emulator, StaticTokenCredential, ThreadedServer, emulator, free_port
 
-__all__ = ["Emulator", "emulator", "StaticTokenCredential", "ThreadedServer"]
-
-
-class StaticTokenCredential:
-    """An azure-identity ``TokenCredential`` for tests: a fixed token per scope.
-
-    ``StaticTokenCredential({"https://management.azure.com/.default": "arm", "*": "data"})``
-    """
-
-    def __init__(self, tokens: dict[str, str] | str) -> None:
-        self.tokens = {"*": tokens} if isinstance(tokens, str) else dict(tokens)
-        self.calls: list[tuple[str, ...]] = []
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
-        from azure.core.credentials import AccessToken
-
-        self.calls.append(scopes)
-        token = next((self.tokens[s] for s in scopes if s in self.tokens), self.tokens.get("*"))
-        if token is None:
-            raise RuntimeError(f"no test token for scopes {scopes}")
-        return AccessToken(token, int(time.time()) + 3600)
-
-
-class _QuietInjectedFaults(logging.Filter):
-    """uvicorn logs each connection our 'drop'/'lost' faults cut on purpose; those are not errors."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "returned without completing response" not in record.getMessage()
-
-
-logging.getLogger("uvicorn.error").addFilter(_QuietInjectedFaults())
-
-Dialects = Literal["openai", "azure", "both"]
-
-
-class ThreadedServer:
-    """Any ASGI application served by uvicorn in a background thread (port 0: a free one)."""
-
-    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.app = app
-        self.host = host
-        self.port = port
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self, timeout: float = 10.0) -> "ThreadedServer":
-        import uvicorn
-
-        config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="error", lifespan="off",
-                                access_log=False, timeout_graceful_shutdown=1)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="finetune-server", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive():
-                raise RuntimeError(f"The server failed to start on {self.host}:{self.port}.")
-            if time.monotonic() > deadline:
-                raise RuntimeError("The server did not start in time.")
-            time.sleep(0.01)
-        self.port = self._server.servers[0].sockets[0].getsockname()[1]
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def __enter__(self) -> "ThreadedServer":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-
-class Emulator:
-    """The emulator running in a background thread on a loopback port."""
-
-    def __init__(self, *, dialect: Dialects = "both", speed: float = 60.0, api_key: str = "sk-emulator-key",
-                 azure_token: str = "emulator-entra-token", arm_token: str = "emulator-arm-token",
-                 faults: FaultPlan | str | None = None, timings: SimTimings | None = None, seed: int = 0,
-                 host: str = "127.0.0.1", port: int = 0, azure_require_training_type: bool = True,
-                 max_json_bytes: int = 8 * 1024 * 1024, max_upload_bytes: int = 600 * 1024 * 1024) -> None:
-        if dialect not in ("openai", "azure", "both"):
-            raise ValueError("dialect must be openai, azure or both")
-        self.clock = SimClock(speed)
-        self.timings = timings or SimTimings()
-        self.api_key, self.azure_token, self.arm_token = api_key, azure_token, arm_token
-        self.host = host
-        self._port = port
-        self.openai = SimulatedProvider(SimulatedSettings(flavor="openai", seed=seed), clock=self.clock,
-                                        timings=self.timings) if dialect in ("openai", "both") else None
-        self.azure = SimulatedProvider(SimulatedSettings(flavor="azure", seed=seed + 1), clock=self.clock,
-                                       timings=self.timings) if dialect in ("azure", "both") else None
-        plan = FaultPlan.parse(faults, seed=seed) if isinstance(faults, str) else faults
-        self.config = ServerConfig(api_key=api_key, azure_tokens=(azure_token,), arm_token=arm_token, faults=plan,
-                                   admin=True, azure_require_training_type=azure_require_training_type,
-                                   max_json_bytes=max_json_bytes, max_upload_bytes=max_upload_bytes)
-        self.app = create_app(openai=self.openai, azure=self.azure, config=self.config)
-        self._server: ThreadedServer | None = None
-
-    # -- lifecycle
-    def start(self, timeout: float = 10.0) -> "Emulator":
-        self._server = ThreadedServer(self.app, host=self.host, port=self._port).start(timeout)
-        self._port = self._server.port
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-        for backend in self.app.state.backends.values():
-            backend.uploads.close()
-        for provider in (self.openai, self.azure):
-            if provider is not None:
-                provider.close()
-
-    def __enter__(self) -> "Emulator":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    # -- where it is
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self._port}"
-
-    @property
-    def openai_base_url(self) -> str:
-        """For ``openai.OpenAI(base_url=...)``."""
-        return f"{self.base_url}/v1"
-
-    @property
-    def azure_endpoint(self) -> str:
-        """For ``openai.AzureOpenAI(azure_endpoint=...)``."""
-        return self.base_url
-
-    @property
-    def arm_endpoint(self) -> str:
-        """Stands in for https://management.azure.com."""
-        return self.base_url
-
-    # -- controls
-    def set_faults(self, spec: FaultPlan | str | list[dict[str, Any]] | None, *, seed: int = 0) -> FaultPlan | None:
-        """Replace the fault plan (None clears it). Returns the plan, whose counters tests can read."""
-        plan = spec if isinstance(spec, FaultPlan) or spec is None else FaultPlan.parse(spec, seed=seed)
-        self.config.faults = plan
-        return plan
-
-    def openai_client(self, **kwargs: Any) -> Any:
-        import openai
-
-        return openai.OpenAI(base_url=self.openai_base_url, api_key=self.api_key, **kwargs)
-
-    def credential(self) -> StaticTokenCredential:
-        """A TokenCredential giving this emulator's Entra token and ARM token."""
-        return StaticTokenCredential({"https://management.azure.com/.default": self.arm_token, "*": self.azure_token})
-
-    def client_settings(self, provider: str) -> dict[str, Any]:
-        """Keyword arguments for ``FineTuneClient(provider, **...)`` pointing at this emulator."""
-        if provider == "openai":
-            return {"api_key": self.api_key, "base_url": self.openai_base_url}
-        if provider == "azure":
-            return {"endpoint": self.azure_endpoint, "api_key": self.api_key, "subscription_id": "sub-emulator",
-                    "resource_group": "rg-emulator", "account": "acct-emulator", "arm_endpoint": self.arm_endpoint}
-        raise ValueError(f"the emulator speaks openai and azure, not {provider!r}")
-
-    def azure_client(self, api_version: str = "2025-04-01-preview", **kwargs: Any) -> Any:
-        import openai
-
-        # AzureOpenAI takes exactly one of these; default to the key only when none is given.
-        if not any(kwargs.get(k) is not None for k in ("api_key", "azure_ad_token", "azure_ad_token_provider")):
-            kwargs["api_key"] = self.api_key
-        return openai.AzureOpenAI(azure_endpoint=self.azure_endpoint, api_version=api_version, **kwargs)
-
-
-@contextlib.contextmanager
-def emulator(**kwargs: Any) -> Iterator[Emulator]:
-    """Start an :class:`Emulator` on a free loopback port for the duration of a ``with`` block."""
-    emu = Emulator(**kwargs).start()
-    try:
-        yield emu
-    finally:
-        emu.stop()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
+__all__ = ["Emulator", "emulator", "StaticTokenCredential", "ThreadedServer", "free_port", "finetune_emulator"]
 
 try:  # the pytest fixture, for `pytest_plugins = ["finetune_sdk.testing"]`
     import pytest

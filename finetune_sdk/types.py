@@ -11,14 +11,11 @@ import html
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from ._secrets import get_logger
-
-_log = get_logger(__name__)
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "JobStatus",
+    "EventKind",
     "Method",
     "Hyperparameters",
     "JobSpec",
@@ -48,7 +45,13 @@ class _Model(BaseModel):
 
 
 class JobStatus(str, enum.Enum):
-    """The normalised status of a fine-tuning job, the same for every provider."""
+    """The normalised status of a fine-tuning job, the same for every provider.
+
+    Each provider maps its own raw statuses onto these (``Provider.statuses``, next to its
+    code). A raw status a provider does not know becomes ``UNKNOWN`` — non-terminal, with
+    the raw value kept in ``Job.raw_status`` and shown wherever the status is shown — so a
+    new state of a service is surfaced, never silently taken for another.
+    """
 
     VALIDATING = "validating"
     QUEUED = "queued"
@@ -57,48 +60,15 @@ class JobStatus(str, enum.Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    UNKNOWN = "unknown"
 
     @property
     def is_terminal(self) -> bool:
         """True for succeeded, failed and cancelled: the job will not change again."""
         return self in _TERMINAL
 
-    @classmethod
-    def normalise(cls, raw: str | None, *, provider: str = "?") -> "JobStatus":
-        """Map a provider's raw status onto the normalised set.
-
-        Unknown values map to a non-terminal state (``queued``) and are logged, so a
-        backend that invents a new status never crashes a waiting loop nor ends it early.
-        """
-        key = (raw or "").strip().lower()
-        status = _RAW_STATUS.get(key)
-        if status is None:
-            _log.warning("Unknown job status %r from provider %s; treating it as 'queued'.", raw, provider)
-            return cls.QUEUED
-        return status
-
 
 _TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
-
-# Every raw status seen from OpenAI, Azure OpenAI and the local trainer.
-_RAW_STATUS: dict[str, JobStatus] = {
-    "validating_files": JobStatus.VALIDATING,
-    "validating": JobStatus.VALIDATING,
-    "created": JobStatus.QUEUED,
-    "pending": JobStatus.QUEUED,
-    "queued": JobStatus.QUEUED,
-    "notstarted": JobStatus.QUEUED,
-    "running": JobStatus.RUNNING,
-    "pausing": JobStatus.RUNNING,
-    "resuming": JobStatus.RUNNING,
-    "paused": JobStatus.PAUSED,
-    "succeeded": JobStatus.SUCCEEDED,
-    "completed": JobStatus.SUCCEEDED,
-    "failed": JobStatus.FAILED,
-    "cancelled": JobStatus.CANCELLED,
-    "canceled": JobStatus.CANCELLED,
-    "cancelling": JobStatus.RUNNING,
-}
 
 Method = Literal["supervised", "dpo", "reinforcement"]
 HyperValue = int | float | Literal["auto"] | None
@@ -194,15 +164,39 @@ class Job(_Model):
         return f"<table><caption>Job <code>{e(self.id)}</code> on {e(self.provider)}</caption>{body}</table>"
 
 
+EventKind = Literal["status", "metrics", "checkpoint", "message"]
+
+
 class Event(_Model):
-    """One job event. ``level`` is normalised to info/warning/error."""
+    """One job event. ``level`` is normalised to info/warning/error.
+
+    ``kind`` says what the event is, set by the provider from the backend's structured
+    data (never from its English text): ``status`` (``data["status"]`` is the normalised
+    status the job moved to), ``metrics`` (``data`` holds step, train_loss, ...),
+    ``checkpoint`` (``data["step"]``), or ``message`` (anything else).
+    """
 
     id: str
     created_at: datetime
     level: Literal["info", "warning", "error"] = "info"
     message: str
-    type: Literal["message", "metrics"] = "message"
+    kind: EventKind = "message"
     data: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_from_type(cls, value: Any) -> Any:
+        # Events stored before ``kind`` existed carry OpenAI's ``type`` (message | metrics).
+        if isinstance(value, dict) and "type" in value:
+            value = dict(value)
+            legacy = value.pop("type")
+            value.setdefault("kind", "metrics" if legacy == "metrics" else "message")
+        return value
+
+    @property
+    def type(self) -> Literal["message", "metrics"]:
+        """OpenAI's event ``type``: ``metrics`` for metrics events, else ``message``."""
+        return "metrics" if self.kind == "metrics" else "message"
 
 
 class MetricPoint(BaseModel):
@@ -449,10 +443,6 @@ class DatasetReport(_Model):
         table = (f"<table><tr><th>line</th><th>severity</th><th>code</th><th>path</th><th>message</th></tr>{rows}</table>"
                  if rows else "")
         return head + table
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def from_timestamp(value: float | int | None) -> datetime | None:

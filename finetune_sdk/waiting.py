@@ -1,48 +1,34 @@
 """Waiting for jobs, written once for every provider: adaptive polling, event tailing, progress.
 
 - Polls start quick and back off to a cap; when the job reports an estimated finish the
-  poller sleeps until then instead of guessing, so a 30-minute job costs a few dozen
-  requests and is seen finished within seconds of finishing.
-- ``Retry-After`` is honoured; transient failures during a wait are retried, permanent
-  ones surface at once.
+  poller sleeps until then instead of guessing (or extrapolates one from the step rate of
+  metrics events), so a 30-minute job costs a few dozen requests and is seen finished
+  within seconds of finishing.
+- Each poll is one request. Transient failures (429, 5xx, dropped connections) are ridden
+  out by the schedule itself, honouring ``Retry-After``, for up to the outage budget
+  (:attr:`PollSchedule.outage`, 5 minutes); then the last error is raised. Permanent
+  errors surface at once. No retry runs inside another (see :mod:`finetune_sdk.polling`).
 - :meth:`Waiter.follow` yields every event exactly once, oldest first, until the job ends.
 - :meth:`Waiter.wait` shows a progress bar (status, step/total, latest loss, ETA) in
   terminals and notebooks (off when output is not interactive, unless asked), raises
   :class:`JobFailedError` / :class:`WaitTimeout`, and on Ctrl-C leaves the job running
-  and prints how to re-attach.
+  and prints how to re-attach. A status the provider does not know is shown with its raw
+  value.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from ._secrets import get_logger
 from .errors import JobFailedError, WaitTimeout
+from .polling import Outage, PollSchedule
 from .providers.base import Capability, Provider
-from .retry import RetryPolicy
 from .types import Event, Job, JobStatus
 
-__all__ = ["PollSchedule", "Waiter", "progress_enabled"]
-
-_log = get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class PollSchedule:
-    """Seconds between polls: ``initial``, growing by ``growth`` up to ``maximum``;
-    ``near_end`` is the interval used once the estimated finish has passed."""
-
-    initial: float = 2.0
-    maximum: float = 60.0
-    growth: float = 1.6
-    near_end: float = 2.0
-
-    def __post_init__(self) -> None:
-        if not (0 < self.initial <= self.maximum and self.growth >= 1 and self.near_end > 0):
-            raise ValueError("need 0 < initial <= maximum, growth >= 1 and near_end > 0")
+__all__ = ["PollSchedule", "Waiter", "progress_enabled", "describe_status"]
 
 
 def progress_enabled(requested: bool | None) -> bool:
@@ -56,6 +42,38 @@ def progress_enabled(requested: bool | None) -> bool:
         return bool(console.is_terminal or console.is_jupyter)
     except Exception:  # pragma: no cover - rich is a core dependency
         return sys.stderr.isatty()
+
+
+def describe_status(job: Job) -> str:
+    """``running``, or ``unknown (raw 'x')`` for a status the provider does not know."""
+    if job.status is JobStatus.UNKNOWN:
+        return f"unknown (raw {job.raw_status!r})"
+    return job.status.value
+
+
+@dataclass
+class _Rate:
+    """Step rate from metrics events: (step, time) of the first and latest seen."""
+
+    first: tuple[int, float] | None = None
+    last: tuple[int, float] | None = None
+    total: int | None = None
+
+    def add(self, events: list[Event]) -> None:
+        for e in events:
+            step, total = e.data.get("step"), e.data.get("total_steps")
+            if e.kind != "metrics" or not isinstance(step, int):
+                continue
+            point = (step, e.created_at.timestamp())
+            self.first = self.first or point
+            self.last = point
+            self.total = int(total) if isinstance(total, int) else self.total
+
+    def finish_at(self) -> float | None:
+        if not (self.first and self.last and self.total) or self.last[0] <= self.first[0]:
+            return None
+        per_step = (self.last[1] - self.first[1]) / (self.last[0] - self.first[0])
+        return self.last[1] + per_step * (self.total - self.last[0])
 
 
 @dataclass
@@ -76,20 +94,22 @@ class _Progress:
         self.task = self.bar.add_task(f"{self.job_id}", total=None, detail="")
         self.bar.start()
 
-    def update(self, job: Job, events: list[Event], eta: float | None) -> None:
+    def update(self, job: Job | None, events: list[Event], eta: float | None, trouble: str | None) -> None:
         for e in events:
-            if e.type == "metrics" or "train_loss" in e.data:
+            if e.kind == "metrics":
                 self.step = int(e.data.get("step", self.step or 0))
                 self.total = int(e.data["total_steps"]) if e.data.get("total_steps") else self.total
                 loss = e.data.get("train_loss")
                 self.loss = float(loss) if isinstance(loss, (int, float)) else self.loss
-        parts = [job.status.value]
+        parts = [describe_status(job)] if job is not None else []
         if self.step is not None:
             parts.append(f"step {self.step}/{self.total or '?'}")
         if self.loss is not None:
             parts.append(f"loss {self.loss:.4f}")
         if eta is not None and eta > 0:
             parts.append(f"ETA {int(eta // 60)}m{int(eta % 60):02d}s")
+        if trouble:
+            parts.append(trouble)
         if self.bar is not None:
             self.bar.update(self.task, total=self.total, completed=self.step or 0, detail=" · ".join(parts))
 
@@ -103,73 +123,53 @@ class _Progress:
 class Waiter:
     """Polling, following and waiting over one provider."""
 
-    provider: Provider
+    provider: Provider[Any]
     schedule: PollSchedule = field(default_factory=PollSchedule)
-    # Patient: a wait survives a minute-long outage of the service.
-    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(attempts=8, maximum=60.0))
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.time
     reattach_hint: str = "finetune jobs wait {job_id}"
 
-    def __post_init__(self) -> None:
-        # Retries sleep on the same clock as the polls (tests and benchmarks simulate it).
-        if self.retry.sleep is time.sleep and self.sleep is not time.sleep:
-            self.retry = replace(self.retry, sleep=self.sleep)
-
-    # -- polling primitives
-    def _get(self, fn: Callable[[], Any], what: str) -> Any:
-        """Call ``fn``, sleeping through transient failures (honouring Retry-After) for as
-        long as the retry policy allows; permanent errors raise at once."""
-        return self.retry.call(fn, describe=what)
-
-    def _eta(self, job: Job, events: list[Event], started: float | None) -> float | None:
-        now = self.clock()
-        if job.estimated_finish is not None:
-            return job.estimated_finish.timestamp() - now
-        # Extrapolate from the latest metrics event: elapsed / done * remaining.
-        for e in reversed(events):
-            step, total = e.data.get("step"), e.data.get("total_steps")
-            if e.type == "metrics" and isinstance(step, int) and isinstance(total, int) and step > 0 and started:
-                elapsed = e.created_at.timestamp() - started
-                return started + elapsed / step * total - now
-        return None
+    def _outage(self, what: str) -> Outage:
+        return Outage(self.schedule.outage, self.clock, what)
 
     def _interval(self, interval: float, eta: float | None, past_eta: float | None) -> tuple[float, float, float | None]:
         """(seconds to sleep now, next base interval, next past-ETA interval)."""
         s = self.schedule
-        grown = min(s.maximum, interval * s.growth)
+        grown = s.grow(interval)
         if eta is None:
             return interval, grown, None
         if eta > 0:
             return min(interval, max(s.near_end, eta)), grown, None
         # The estimate has passed: poll at near_end, backing off again if it was badly wrong.
         current = past_eta if past_eta is not None else s.near_end
-        return current, grown, min(s.maximum, current * s.growth)
+        return current, grown, s.grow(current)
 
-    # -- public API
     def follow(self, job_id: str, *, after: str | None = None) -> Iterator[Event]:
         """Yield each event of the job exactly once, oldest first, until the job is terminal."""
         self.provider.require(Capability.EVENTS)
+        outage = self._outage(f"following {job_id}")
         last = after
         seen: set[str] = set()
         interval = self.schedule.initial
+        ended = False
         while True:
-            events = self._get(lambda: self.provider.list_events(job_id, after=last), f"listing events of {job_id}")
-            for event in events:
-                if event.id not in seen:
-                    seen.add(event.id)
-                    last = event.id
-                    yield event
-            job = self._get(lambda: self.provider.get_job(job_id), f"retrieving {job_id}")
-            if job.is_terminal:
-                for event in self._get(lambda: self.provider.list_events(job_id, after=last), "draining events"):
+            ok, events = outage.poll(lambda: self.provider.list_events(job_id, after=last))
+            fresh = False
+            if ok:
+                for event in events or []:
                     if event.id not in seen:
                         seen.add(event.id)
                         last = event.id
+                        fresh = True
                         yield event
-                return
-            interval = self.schedule.initial if events else min(self.schedule.maximum, interval * self.schedule.growth)
-            self.sleep(interval)
+                if ended:  # the events after the end have been read: nothing more will come
+                    return
+                ok, job = outage.poll(lambda: self.provider.get_job(job_id))
+                if ok and job is not None and job.is_terminal:
+                    ended = True
+                    continue
+            interval = self.schedule.initial if fresh else self.schedule.grow(interval)
+            self.sleep(outage.pause(interval))
 
     def wait(self, job_id: str, *, timeout: float | None = None, progress: bool | None = None,
              on_event: Callable[[Event], None] | None = None) -> Job:
@@ -178,49 +178,54 @@ class Waiter:
         Raises:
             JobFailedError: the job failed or was cancelled (``.job`` holds it).
             WaitTimeout: ``timeout`` seconds passed; the job keeps running.
+            ProviderError: a permanent error, or the service failed for longer than the
+                outage budget (the job keeps running).
             KeyboardInterrupt: after printing how to re-attach; the job keeps running.
         """
         if timeout is not None and timeout <= 0:
             raise ValueError("timeout must be positive (or None to wait indefinitely)")
         show = progress_enabled(progress)
-        want_events = show or on_event is not None
-        if want_events and Capability.EVENTS not in self.provider.capabilities:
-            want_events = False
+        want_events = (show or on_event is not None) and Capability.EVENTS in self.provider.capabilities
         bar = _Progress(job_id)
+        outage = self._outage(f"waiting for {job_id}, which keeps running (re-attach with: "
+                              f"{self.reattach_hint.format(job_id=job_id)})")
         deadline = self.clock() + timeout if timeout is not None else None
         interval, past_eta = self.schedule.initial, None
         last_event: str | None = None
-        recent: list[Event] = []
-        started_at: float | None = None
+        rate = _Rate()
         job: Job | None = None
         if show:
             bar.start()
         try:
             while True:
-                job = self._get(lambda: self.provider.get_job(job_id), f"retrieving {job_id}")
-                if want_events:
-                    new = self._get(lambda: self.provider.list_events(job_id, after=last_event),
-                                    f"listing events of {job_id}")
-                    if new:
-                        last_event = new[-1].id
-                        recent = (recent + new)[-50:]
-                    for e in new:
-                        if started_at is None and e.message.lower().startswith(("fine-tuning job started",
-                                                                                "job started", "training started")):
-                            started_at = e.created_at.timestamp()
-                        if on_event is not None:
-                            on_event(e)
-                eta = self._eta(job, recent, started_at)
+                ok, polled = outage.poll(lambda: self.provider.get_job(job_id))
+                new: list[Event] = []
+                if ok and polled is not None:
+                    job = polled
+                    if want_events:
+                        _, listed = outage.poll(lambda: self.provider.list_events(job_id, after=last_event))
+                        new = listed or []
+                        if new:
+                            last_event = new[-1].id
+                            rate.add(new)
+                        for e in new:
+                            if on_event is not None:
+                                on_event(e)
+                finish = job.estimated_finish.timestamp() if job and job.estimated_finish else rate.finish_at()
+                eta = finish - self.clock() if finish is not None else None
                 if show:
-                    bar.update(job, recent if want_events else [], eta)
-                if job.is_terminal:
+                    trouble = f"service unavailable, polling on ({outage.last})" if outage.failing else None
+                    bar.update(job, new, eta, trouble)
+                if ok and job is not None and job.is_terminal:
                     break
                 now = self.clock()
                 if deadline is not None and now >= deadline:
-                    raise WaitTimeout(f"Job {job_id} is still {job.status.value} after {timeout:g} s; it keeps "
-                                      f"running. Re-attach with: {self.reattach_hint.format(job_id=job_id)}",
+                    state = describe_status(job) if job else "unknown"
+                    raise WaitTimeout(f"Job {job_id} is still {state} after {timeout:g} s; it keeps running. "
+                                      f"Re-attach with: {self.reattach_hint.format(job_id=job_id)}",
                                       job=job, timeout=timeout)
                 pause, interval, past_eta = self._interval(interval, eta, past_eta)
+                pause = outage.pause(pause)
                 if deadline is not None:
                     pause = max(0.0, min(pause, deadline - now))
                 self.sleep(pause)
@@ -231,7 +236,6 @@ class Waiter:
             raise
         finally:
             bar.stop()
-        assert job is not None
         if job.status is JobStatus.SUCCEEDED:
             return job
         detail = f": {job.error.message}" + (f" (code {job.error.code})" if job.error.code else "") if job.error else ""

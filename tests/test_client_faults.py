@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import time
 from typing import Iterator
 
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from finetune_sdk import FineTuneClient
 from finetune_sdk.client import IDEMPOTENCY_KEY
 from finetune_sdk.datasets import path as dataset_path
-from finetune_sdk.errors import AuthenticationError, RateLimitError
+from finetune_sdk.errors import AuthenticationError, RateLimitError, ServerError
 from finetune_sdk.retry import RetryPolicy
 from finetune_sdk.server import FaultPlan
 from finetune_sdk.testing import Emulator, StaticTokenCredential, emulator
@@ -87,6 +88,73 @@ def test_200_faulty_runs(emu: Emulator, provider: str) -> None:
         one_run(emu, provider, seed)
 
 
+JOBS = "/v1/fine_tuning/jobs"
+
+
+def quick_client(emu: Emulator, **kwargs: object) -> FineTuneClient:
+    """The default retry policy (5 attempts), on the emulator's simulated clock."""
+    return FineTuneClient("openai", ledger=False, sleep=emu.clock.advance, clock=emu.clock.now,
+                          base_model="gpt-4o-mini-2024-07-18", **emu.client_settings("openai"), **kwargs)
+
+
+def uploaded(client: FineTuneClient, emu: Emulator) -> str:
+    file_id = client.files.upload(dataset_path("contacts", "train")).id
+    emu.clock.advance(10)
+    return file_id
+
+
+def test_second_create_after_429_is_a_second_job(emu: Emulator) -> None:
+    """The reported defect: a re-run whose create meets a 429 returned the earlier job."""
+    client = make_client(emu, "openai")
+    file_id = uploaded(client, emu)
+    first = client.jobs.create(training_file=file_id, suffix="rerun")
+    plan = emu.set_faults(f"POST {JOBS}: 429, ok")
+    second = client.jobs.create(training_file=file_id, suffix="rerun")
+    emu.set_faults(None)
+    assert second.id != first.id
+    assert plan is not None and plan.requests == {f"POST {JOBS}": 2}, "a 429 proves nothing was created: no lookup"
+    assert {emu.openai.get_job(j.id).id for j in (first, second)} == {first.id, second.id}
+
+
+@pytest.mark.parametrize("kind", ["lost", "drop", "500", "502", "503"])
+def test_a_create_that_may_have_run_is_looked_up_then_made_once(emu: Emulator, kind: str) -> None:
+    client = make_client(emu, "openai")
+    file_id = uploaded(client, emu)
+    before = len(emu.openai.list_jobs())
+    plan = emu.set_faults(f"POST {JOBS}: {kind}, ok")
+    job = client.jobs.create(training_file=file_id, suffix=f"once-{kind}")
+    emu.set_faults(None)
+    assert len(emu.openai.list_jobs()) - before == 1
+    assert len(emu.openai.list_jobs(metadata={IDEMPOTENCY_KEY: job.metadata[IDEMPOTENCY_KEY]})) == 1
+    # lost: the job exists and the lookup finds it; the others: the lookup finds nothing, one more create.
+    creates = 1 if kind == "lost" else 2
+    assert plan is not None and plan.requests == {f"POST {JOBS}": creates, f"GET {JOBS}": 1}
+
+
+def test_a_failed_lookup_is_retried_before_creating_again(emu: Emulator) -> None:
+    client = make_client(emu, "openai")
+    file_id = uploaded(client, emu)
+    before = len(emu.openai.list_jobs())
+    plan = emu.set_faults(f"POST {JOBS}: lost, ok; GET {JOBS}: 503, ok")
+    job = client.jobs.create(training_file=file_id, suffix="lookup-fails")
+    emu.set_faults(None)
+    assert len(emu.openai.list_jobs()) - before == 1 and emu.openai.get_job(job.id)
+    assert plan is not None and plan.requests == {f"POST {JOBS}": 1, f"GET {JOBS}": 2}
+
+
+def test_persistent_503_on_create_spends_the_policy_and_creates_nothing(emu: Emulator) -> None:
+    client = quick_client(emu)
+    file_id = uploaded(client, emu)
+    before = len(emu.openai.list_jobs())
+    plan = emu.set_faults(f"POST {JOBS}: 503@1.0")
+    with pytest.raises(ServerError):
+        client.jobs.create(training_file=file_id, suffix="outage")
+    emu.set_faults(None)
+    # The default policy's 5 attempts: 5 creates, and a lookup before each of the 4 retries.
+    assert plan is not None and plan.requests == {f"POST {JOBS}": 5, f"GET {JOBS}": 4}
+    assert len(emu.openai.list_jobs()) == before
+
+
 def test_lost_create_response_finds_the_job(emu: Emulator) -> None:
     client = make_client(emu, "openai")
     plan = emu.set_faults("POST /v1/fine_tuning/jobs: lost, lost, ok")
@@ -96,14 +164,86 @@ def test_lost_create_response_finds_the_job(emu: Emulator) -> None:
     assert len(emu.openai.list_jobs(metadata={IDEMPOTENCY_KEY: job.metadata[IDEMPOTENCY_KEY]})) == 1
 
 
-def test_timed_out_create_is_found_not_duplicated(emu: Emulator) -> None:
-    """The service handles the request after the client gave up: the client looks before retrying."""
-    client = make_client(emu, "openai")
-    emu.set_faults([{"route": "POST /v1/fine_tuning/jobs", "kind": "slow", "delay": 0.8, "times": 1}])
-    client.provider.client = client.provider.client.with_options(timeout=0.3)
-    job = client.jobs.create(training_file=dataset_path("contacts", "train"), suffix="slow")
+def test_timed_out_create_is_found_not_duplicated() -> None:
+    """The service handles the request after the client gave up: the client keeps looking
+    for one request timeout before it creates again. Real time here: the server's delay is real."""
+    with emulator(speed=0) as emu:
+        client = FineTuneClient("openai", ledger=False, timeout=0.4, base_model="gpt-4o-mini-2024-07-18",
+                                **emu.client_settings("openai"))
+        file_id = client.files.upload(dataset_path("contacts", "train")).id
+        emu.clock.advance(10)
+        plan = emu.set_faults([{"route": f"POST {JOBS}", "kind": "slow", "delay": 0.6, "times": 1}])
+        job = client.jobs.create(training_file=file_id, suffix="slow")
+        time.sleep(1.0)  # anything still in flight on the server lands
+        emu.set_faults(None)
+        assert len(emu.openai.list_jobs(metadata={IDEMPOTENCY_KEY: job.metadata[IDEMPOTENCY_KEY]})) == 1
+        assert plan is not None and plan.requests[f"POST {JOBS}"] == 1 and plan.requests[f"GET {JOBS}"] >= 1
+        client.close()
+
+
+def test_one_call_under_a_persistent_503_makes_exactly_the_policy_attempts(emu: Emulator) -> None:
+    client = quick_client(emu)
+    job = client.jobs.create(training_file=uploaded(client, emu), suffix="get")
+    for call in (lambda: client.jobs.get(job.id), lambda: client.jobs.checkpoints(job.id),
+                 lambda: client.jobs.events(job.id)):
+        plan = emu.set_faults(f"GET {JOBS}/*: 503@1.0")
+        with pytest.raises(ServerError):
+            call()
+        assert plan is not None and sum(plan.requests.values()) == 5  # RetryPolicy() default: 5 attempts
     emu.set_faults(None)
-    assert len(emu.openai.list_jobs(metadata={IDEMPOTENCY_KEY: job.metadata[IDEMPOTENCY_KEY]})) == 1
+
+
+def test_wait_under_a_persistent_503_polls_a_bounded_number_of_times(emu: Emulator) -> None:
+    """Polls at 0, 2, 5.2, 10.3, ... s (x1.6, at most 60 s), the last one at the end of the
+    5-minute outage budget: 12 requests, no retry inside a poll, then the last error."""
+    client = quick_client(emu)
+    job = client.jobs.create(training_file=uploaded(client, emu), suffix="wait")
+    plan = emu.set_faults(f"GET {JOBS}/*: 503@1.0")
+    started = emu.clock.now()
+    with pytest.raises(ServerError, match="outage budget of 300 s") as exc:
+        client.jobs.wait(job.id, progress=False)
+    emu.set_faults(None)
+    assert plan is not None and sum(plan.requests.values()) == 12
+    assert emu.clock.now() - started == pytest.approx(300, abs=1)
+    assert exc.value.status_code == 503 and "re-attach with: finetune jobs wait" in str(exc.value)
+
+
+def test_wait_and_follow_ride_out_a_shorter_outage(emu: Emulator) -> None:
+    client = quick_client(emu)
+    job = client.jobs.create(training_file=uploaded(client, emu), hyperparameters={"n_epochs": 1}, suffix="blip")
+    outage = ", ".join(["503"] * 8)  # two minutes of failed polls
+    emu.set_faults(f"GET {JOBS}/*: {outage}")
+    assert client.jobs.wait(job.id, progress=False).status is JobStatus.SUCCEEDED
+    emu.set_faults(f"GET {JOBS}/*: {outage}")
+    events = list(client.jobs.follow(job.id))
+    emu.set_faults(None)
+    assert [e.id for e in events] == [e.id for e in emu.openai.list_events(job.id)]
+
+
+def test_a_poll_honours_retry_after(emu: Emulator) -> None:
+    client = quick_client(emu)
+    job = client.jobs.create(training_file=uploaded(client, emu), suffix="ra")
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        emu.clock.advance(seconds)
+
+    client.waiter.sleep = sleep
+    emu.set_faults([{"route": f"GET {JOBS}/*", "kind": "429", "retry_after": 42, "times": 1}])
+    client.jobs.wait(job.id, progress=False)
+    emu.set_faults(None)
+    assert slept[0] == pytest.approx(42)
+
+
+def test_waiting_for_a_file_under_a_persistent_503_is_bounded(emu: Emulator) -> None:
+    client = quick_client(emu)
+    f = client.files.upload(dataset_path("contacts", "train"))
+    plan = emu.set_faults("GET /v1/files/*: 503@1.0")
+    with pytest.raises(ServerError, match="outage budget"):
+        client.files.wait_processed(f.id)
+    emu.set_faults(None)
+    assert plan is not None and 10 <= sum(plan.requests.values()) <= 40
 
 
 def test_daily_rate_limit_is_not_retried(emu: Emulator) -> None:

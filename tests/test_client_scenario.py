@@ -16,7 +16,7 @@ import pytest
 from finetune_sdk import FineTuneClient
 from finetune_sdk.client import IDEMPOTENCY_KEY
 from finetune_sdk.datasets import path as dataset_path
-from finetune_sdk.errors import DatasetError, JobFailedError, UnsupportedOperation, WaitTimeout
+from finetune_sdk.errors import DatasetError, IdempotencyError, JobFailedError, UnsupportedOperation, WaitTimeout
 from finetune_sdk.ledger import Ledger
 from finetune_sdk.testing import Emulator, emulator
 from finetune_sdk.types import JobStatus
@@ -135,13 +135,39 @@ def test_cancel_pause_resume(client: FineTuneClient, emu: Emulator) -> None:
     assert client.jobs.wait(job.id, progress=False).status is JobStatus.SUCCEEDED
 
 
-def test_same_create_call_twice_is_two_jobs_unless_keyed(client: FineTuneClient) -> None:
+def test_each_create_call_makes_its_own_job(client: FineTuneClient, emu: Emulator) -> None:
+    """A deliberate second call is a second job: the idempotency key identifies one call."""
     train = dataset_path("contacts", "train")
     a = client.jobs.create(training_file=train, suffix="twice")
     b = client.jobs.create(training_file=train, suffix="twice")
-    assert a.id != b.id and a.metadata[IDEMPOTENCY_KEY] == b.metadata[IDEMPOTENCY_KEY]
-    listed = client.jobs.list(metadata={"finetune_idempotency_key": a.metadata[IDEMPOTENCY_KEY]})
-    assert {j.id for j in listed} >= {a.id, b.id}
+    assert a.id != b.id and a.metadata[IDEMPOTENCY_KEY] != b.metadata[IDEMPOTENCY_KEY]
+    server = emu.openai if client.provider.name == "openai" else emu.azure
+    server.fail_job(a.id)
+    with pytest.raises(JobFailedError):
+        client.jobs.wait(a.id, progress=False)
+    rerun = client.jobs.create(training_file=train, suffix="twice")  # re-running after a failure trains again
+    assert rerun.id not in (a.id, b.id) and client.jobs.get(rerun.id).status is not JobStatus.FAILED
+
+
+def test_an_explicit_key_makes_one_job_across_calls(client: FineTuneClient, emu: Emulator) -> None:
+    train = dataset_path("contacts", "train")
+    key = f"nightly-{client.provider.name}-2026-12-02"
+    first = client.jobs.create(training_file=train, suffix="keyed", idempotency_key=key)
+    again = client.jobs.create(training_file=train, suffix="keyed", idempotency_key=key)
+    assert again.id == first.id and first.metadata[IDEMPOTENCY_KEY] == key
+    assert [j.id for j in client.jobs.list(metadata={IDEMPOTENCY_KEY: key})] == [first.id]
+    # The same key for a different request is a mistake, not a match.
+    with pytest.raises(IdempotencyError, match="different arguments") as exc:
+        client.jobs.create(training_file=train, suffix="other", idempotency_key=key)
+    assert exc.value.job is not None and exc.value.job.id == first.id
+    # The key returns its job whatever became of it; a new key trains again.
+    server = emu.openai if client.provider.name == "openai" else emu.azure
+    server.fail_job(first.id)
+    assert client.jobs.create(training_file=train, suffix="keyed", idempotency_key=key).id == first.id
+    assert client.jobs.create(training_file=train, suffix="keyed", idempotency_key=key + "-2").id != first.id
+    for bad in ("", "x" * 65):
+        with pytest.raises(ValueError, match="idempotency_key"):
+            client.jobs.create(training_file=train, idempotency_key=bad)
 
 
 def test_failures_surface_clearly(client: FineTuneClient, emu: Emulator, tmp_path: Path) -> None:

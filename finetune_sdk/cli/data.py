@@ -96,7 +96,7 @@ def validate(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Check a JSONL dataset before spending anything: every problem, with line and fix."""
-    from ..data import validate as run
+    from .._datasets import validate as run
 
     if method is not None and method not in ("supervised", "dpo", "reinforcement"):
         fail(f"--method must be supervised, dpo or reinforcement, not {method!r}")
@@ -124,7 +124,7 @@ def estimate(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Count billing tokens and estimate the training cost."""
-    from ..data import estimate as run
+    from .._datasets import estimate as run
 
     try:
         est = run(file, model=model, n_epochs=epochs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -27,7 +28,7 @@ def emulator(
     if dialect not in ("openai", "azure", "both"):
         fail(f"--dialect must be openai, azure or both, not {dialect!r}")
     try:
-        from ..testing import Emulator
+        from ..server.emulator import Emulator
     except ImportError as exc:
         fail(f"the emulator needs the serve extra: pip install 'finetune-sdk[serve]' ({exc})")
     try:
@@ -45,7 +46,16 @@ def emulator(
                      f"api_version=\"2025-04-01-preview\")  # Entra token: {emu.azure_token}")
         lines.append(f"  ARM:     {emu.arm_endpoint}/subscriptions/...  (Authorization: Bearer {emu.arm_token})")
     lines.append(f"  control: POST {emu.base_url}/_emulator/clock {{\"advance\": 60}}; PUT /_emulator/faults")
+    lines.append("\nProfiles for finetune.toml (then: finetune train FILE --profile emulator-openai):\n")
+    exports: dict[str, str] = {}
+    for provider in emu.dialects:
+        toml, env = emu.profile(provider)
+        lines.append(toml)
+        exports.update(env)
+    lines.append("# and, in the shell (secrets never go in the file):")
+    lines.append("export " + " ".join(f"{k}={v}" for k, v in exports.items()))
     out.print("\n".join(lines), markup=False)
+    sys.stdout.flush()  # a script reading these lines from a pipe gets them now
     try:
         while True:
             time.sleep(3600)

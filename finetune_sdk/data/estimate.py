@@ -14,6 +14,7 @@ import os
 
 from ..types import Estimate
 from . import catalog
+from .tokens import TokenizerResolver
 
 __all__ = ["estimate", "estimate_tokens", "auto_epochs"]
 
@@ -70,8 +71,10 @@ def estimate_tokens(tokens_per_epoch: int, n_examples: int, *, model: str | None
 
 
 def estimate(path: str | os.PathLike[str], *, model: str, n_epochs: int | None = None,
-             workers: int | None = None) -> Estimate:
+             workers: int | None = None, tokenizer: TokenizerResolver | None = None) -> Estimate:
     """Count a dataset's tokens and estimate the training bill on ``model``.
+
+    ``tokenizer``: as for :func:`~finetune_sdk.data.validate.validate`.
 
     A file with errors is still estimated (on the examples that could be counted), and
     the estimate's notes say how many errors the provider would reject it for.
@@ -83,7 +86,7 @@ def estimate(path: str | os.PathLike[str], *, model: str, n_epochs: int | None =
     from ..errors import DatasetError
     from .validate import validate
 
-    report = validate(path, model=model, n_epochs=n_epochs, workers=workers)
+    report = validate(path, model=model, n_epochs=n_epochs, workers=workers, tokenizer=tokenizer)
     if report.estimate is None:
         raise DatasetError(f"{path}: no examples to estimate.", report=report)
     result = report.estimate

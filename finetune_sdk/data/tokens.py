@@ -26,7 +26,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from .._secrets import get_logger
 from . import catalog
@@ -34,7 +34,7 @@ from . import catalog
 _log = get_logger(__name__)
 
 __all__ = ["TokenCounter", "TiktokenCounter", "EstimatingCounter", "ChatTemplateCounter",
-           "counter_for", "load_encoding", "EncodingUnavailable"]
+           "counter_for", "load_encoding", "EncodingUnavailable", "TokenizerResolver"]
 
 # tiktoken's published download URLs and SHA-256 (tiktoken_ext/openai_public.py).
 _ENCODINGS = {
@@ -378,28 +378,16 @@ class ChatTemplateCounter:
 
 # --------------------------------------------------------------------------- choosing
 
-_local_tokenizer_resolvers: list[Any] = []
+#: ``resolve(model) -> (tokenizer, label) | None``: how a caller that knows local models
+#: (the provider registry, see ``finetune_sdk.providers.resolve_tokenizer``) lends their
+#: tokenizers to dataset code, which imports no provider.
+TokenizerResolver = Callable[[str], "tuple[Any, str] | None"]
 
 
-def register_local_tokenizer_resolver(resolver: Any) -> None:
-    """Let the local backend teach token counting about its model aliases.
-
-    ``resolver(model) -> (tokenizer, label) | None``.
-    """
-    if resolver not in _local_tokenizer_resolvers:
-        _local_tokenizer_resolvers.append(resolver)
-
-
-def _local_tokenizer(model: str) -> tuple[Any, str] | None:
-    if not _local_tokenizer_resolvers:
-        try:  # the local backend registers its aliases (the embedded default model) on import
-            importlib.import_module("finetune_sdk.providers.local.models")
-        except ImportError:
-            pass
-    for resolver in _local_tokenizer_resolvers:
-        found = resolver(model)
-        if found is not None:
-            return found
+def _local_tokenizer(model: str, resolve: TokenizerResolver | None) -> tuple[Any, str] | None:
+    found = resolve(model) if resolve is not None else None
+    if found is not None:
+        return found
     path = Path(model).expanduser()
     if path.is_dir() and ((path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file()):
         try:
@@ -410,11 +398,12 @@ def _local_tokenizer(model: str) -> tuple[Any, str] | None:
     return None
 
 
-def counter_for(model: str | None) -> TokenCounter:
+def counter_for(model: str | None, resolve: TokenizerResolver | None = None) -> TokenCounter:
     """The right token counter for a model name, with the exactness stated.
 
     - a hosted OpenAI/Azure model: its family's tiktoken encoding;
-    - a local model (a Hugging Face model directory or a local alias): its chat template;
+    - a local model (a Hugging Face model directory, or a name ``resolve`` knows, such as
+      a local alias): its chat template;
     - no model: o200k_base (the encoding of every current fine-tunable OpenAI model),
       with a note that the choice was ours.
     """
@@ -423,7 +412,7 @@ def counter_for(model: str | None) -> TokenCounter:
         return _tiktoken_or_estimate(facts.encoding, model)
     if model:
         try:
-            found = _local_tokenizer(model)
+            found = _local_tokenizer(model, resolve)
         except Exception as exc:
             found = None
             reason = f"the tokenizer of {model!r} could not be loaded ({type(exc).__name__}: {exc})"

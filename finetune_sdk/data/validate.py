@@ -30,7 +30,7 @@ from .._secrets import get_logger
 from ..types import DatasetReport, Distribution, Issue, TokenStats
 from . import catalog
 from .records import CODES, Context, check_example, detect_format, severity_of
-from .tokens import ChatTemplateCounter, counter_for
+from .tokens import ChatTemplateCounter, TokenizerResolver, counter_for
 
 _log = get_logger(__name__)
 
@@ -66,6 +66,7 @@ class _Options:
     hosted: bool
     max_issues: int
     context_limit: int | None
+    tokenizer: TokenizerResolver | None = None
 
 
 @dataclass
@@ -190,7 +191,7 @@ class _Scanner:
 
 def _scan_range(path: str, start: int, end: int, options: _Options, counter: Any = None,
                 progress: ProgressCallback | None = None, total_bytes: int = 0) -> _Partial:
-    scanner = _Scanner(options, counter if counter is not None else counter_for(options.model))
+    scanner = _Scanner(options, counter if counter is not None else counter_for(options.model, options.tokenizer))
     lineno = 0
     pos = start
     next_report = start + (1 << 22)
@@ -250,7 +251,7 @@ def _default_workers() -> int:
 def _scan_file(path: str, options: _Options, workers: int | None,
                progress: ProgressCallback | None) -> list[_Partial]:
     size = os.path.getsize(path)
-    counter = counter_for(options.model)
+    counter = counter_for(options.model, options.tokenizer)
     n = workers or _default_workers()
     # Chat templates run in Python per example and their resolvers live in this process.
     if n <= 1 or size < _PARALLEL_MIN_BYTES or isinstance(counter, ChatTemplateCounter):
@@ -501,6 +502,7 @@ def validate(
     workers: int | None = None,
     max_issues: int = 1000,
     progress: ProgressCallback | None = None,
+    tokenizer: TokenizerResolver | None = None,
 ) -> DatasetReport:
     """Validate a JSONL fine-tuning dataset without ever raising on its content.
 
@@ -521,6 +523,9 @@ def validate(
         max_issues: at most this many errors and this many warnings are listed
             (all are counted in ``error_counts`` / ``warning_counts``).
         progress: ``progress(bytes_done, bytes_total)``, called as the scan advances.
+        tokenizer: ``tokenizer(model) -> (tokenizer, label) | None`` for models that are
+            neither OpenAI models nor model directories (a local backend's aliases);
+            ``finetune_sdk.validate`` passes the provider registry's.
 
     Returns:
         A :class:`DatasetReport`; ``report.ok`` is True when there are no errors.
@@ -544,7 +549,8 @@ def validate(
     facts = catalog.lookup(model)
     options = _Options(model=model, method=method,
                        hosted=facts is not None if hosted is None else hosted,
-                       max_issues=max_issues, context_limit=facts.context_limit if facts else None)
+                       max_issues=max_issues, context_limit=facts.context_limit if facts else None,
+                       tokenizer=tokenizer)
     report, partials = _report(p, options, workers, progress, n_epochs=n_epochs)
     if validation_file is not None:
         v = Path(validation_file)
@@ -553,9 +559,3 @@ def validate(
         train_hashes = _sorted_hashes(partials)
         report.validation, _ = _report(v, options, workers, progress, train_hashes=train_hashes)
     return report
-
-
-def describe_code(code: str) -> str:
-    """One line about a code, for help texts."""
-    info = CODES[code]
-    return f"{code} ({info.severity}): {info.summary} Fix: {info.fix}"

@@ -1,40 +1,43 @@
-"""Azure OpenAI: the OpenAI data plane with Azure's auth and quirks, plus Azure Resource
-Manager deployments.
+"""Azure OpenAI: OpenAI's fine-tuning API with Azure's addresses, auth and quirks, plus Azure
+Resource Manager (ARM) deployments.
 
-- Auth by API key, or any azure-identity ``TokenCredential`` (``DefaultAzureCredential``
-  by default) through ``get_bearer_token_provider`` for
-  ``https://cognitiveservices.azure.com/.default``.
-- ``trainingType`` is sent in the create body (configurable; without it Azure answers the
-  misleading "The specified base model does not support fine-tuning").
-- Deploy = ARM ``PUT .../deployments/{name}`` with a management-scope token, polled until
-  ``provisioningState`` is final; the first chat then rides out the 404
-  ``DeploymentNotFound`` window a fresh deployment goes through.
+- Data plane at ``{endpoint}/openai/...?api-version=...``; auth by ``api-key``, or a bearer
+  token for ``https://cognitiveservices.azure.com/.default`` from any azure-identity
+  ``TokenCredential`` (``DefaultAzureCredential`` by default), refreshed before it expires.
+- ``trainingType`` is sent in the create body (without it Azure answers the misleading
+  "The specified base model does not support fine-tuning").
+- Deploy = ARM ``PUT .../deployments/{name}`` with a management-scope token (from the
+  credential, or the static ``arm_token`` setting, as ``az account get-access-token``
+  prints it), polled until ``provisioningState`` is final; the first chat then rides out
+  the 404 ``DeploymentNotFound`` window a fresh deployment goes through.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, ClassVar, Iterator, Mapping, TypeVar
 
 import httpx
 from pydantic import SecretStr
 
+from .._secrets import register_secret
 from ..config import setting
-from ..errors import (ConfigurationError, NotFoundError, ProviderConnectionError, ProviderError, RateLimitError,
-                      UnsupportedOperation, WaitTimeout, error_for_status)
-from ..retry import RetryPolicy
-from ..types import ChatDelta, ChatResponse, Deployment, DeploySpec, JobSpec
+from ..errors import ConfigurationError, NotFoundError, ProviderError, UnsupportedOperation
+from ..polling import PollSchedule, Poller
+from ..types import ChatDelta, ChatResponse, Deployment, DeploySpec, JobSpec, JobStatus
 from .base import Capability
-from .openai import HTTPSettings, OpenAIProvider
+from .http import Transport
+from .openai import OpenAIProvider, OpenAIWireSettings
 
 __all__ = ["AzureProvider", "AzureSettings", "COGNITIVE_SCOPE", "ARM_SCOPE"]
 
 COGNITIVE_SCOPE = "https://cognitiveservices.azure.com/.default"
 ARM_SCOPE = "https://management.azure.com/.default"
 _FINAL = {"Succeeded", "Failed", "Canceled"}
+T = TypeVar("T")
 
 
-class AzureSettings(HTTPSettings):
+class AzureSettings(OpenAIWireSettings):
     endpoint: str = setting(..., env=("AZURE_OPENAI_ENDPOINT",),
                             example='endpoint = "https://my-resource.openai.azure.com"')
     api_version: str = setting("2025-04-01-preview", env=("OPENAI_API_VERSION", "AZURE_OPENAI_API_VERSION"))
@@ -49,40 +52,59 @@ class AzureSettings(HTTPSettings):
     account: str | None = setting(None, env=("AZURE_OPENAI_ACCOUNT",), example='account = "my-resource"')
     arm_endpoint: str = setting("https://management.azure.com", description="Azure Resource Manager.")
     arm_api_version: str = setting("2024-10-01")
+    arm_token: SecretStr | None = setting(
+        None, env=("AZURE_ARM_TOKEN",), secret=True,
+        example="export AZURE_ARM_TOKEN=$(az account get-access-token --query accessToken -o tsv)",
+        description="A static Azure Resource Manager bearer token; omit to get one from the credential.")
     deployment_sku: str = setting("Standard", description="Standard, GlobalStandard, Developer, ...")
     deployment_capacity: int = setting(1)
     deploy_timeout: float = setting(1800.0, description="Seconds to wait for provisioning.")
     warmup_timeout: float = setting(600.0, description="Seconds to retry DeploymentNotFound after provisioning.")
 
 
-class AzureProvider(OpenAIProvider):
+class _Tokens:
+    """Bearer tokens from a TokenCredential, cached per scope until shortly before they expire."""
+
+    def __init__(self, credential: Callable[[], Any]) -> None:
+        self._credential = credential
+        self._cache: dict[str, tuple[str, float]] = {}
+
+    def get(self, scope: str) -> str:
+        token, expires = self._cache.get(scope, ("", 0.0))
+        if time.time() < expires - 300:
+            return token
+        try:
+            access = self._credential().get_token(scope)
+        except Exception as exc:
+            raise ConfigurationError(f"Could not get an Azure token for {scope} ({type(exc).__name__}: {exc}). "
+                                     f"Sign in (az login), pass credential=..., or use an API key.") from None
+        register_secret(access.token)
+        self._cache[scope] = (access.token, float(access.expires_on))
+        return str(access.token)
+
+
+class AzureProvider(OpenAIProvider[AzureSettings]):
     """Azure OpenAI fine-tuning and deployments."""
 
     name = "azure"
     capabilities = OpenAIProvider.capabilities - {Capability.DELETE_MODEL}
+    # FineTuningState (2025-04-01-preview); `created` is documented but never returned.
+    statuses: ClassVar[Mapping[str, JobStatus]] = {
+        "created": JobStatus.QUEUED, "pending": JobStatus.QUEUED, "running": JobStatus.RUNNING,
+        "pausing": JobStatus.RUNNING, "paused": JobStatus.PAUSED, "resuming": JobStatus.RUNNING,
+        "succeeded": JobStatus.SUCCEEDED, "failed": JobStatus.FAILED, "cancelled": JobStatus.CANCELLED}
     Settings = AzureSettings
 
-    def __init__(self, settings: AzureSettings | None = None, *, credential: Any = None, http_client: Any = None,
-                 arm_client: httpx.Client | None = None, retry: RetryPolicy | None = None,
-                 sleep: Callable[[float], None] = time.sleep, **kwargs: Any) -> None:
+    def __init__(self, settings: AzureSettings | None = None, *, credential: Any = None,
+                 http_client: httpx.Client | None = None, arm_client: httpx.Client | None = None,
+                 **kwargs: Any) -> None:
         self._credential = credential
-        self.sleep = sleep
-        super().__init__(settings, http_client=http_client, retry=retry, **kwargs)
-        s: AzureSettings = self.settings  # type: ignore[assignment]
-        self._arm = arm_client or httpx.Client(base_url=s.arm_endpoint.rstrip("/"), timeout=s.timeout)
-
-    def _make_client(self) -> Any:
-        import openai
-
-        s: AzureSettings = self.settings  # type: ignore[assignment]
-        common = dict(azure_endpoint=s.endpoint, api_version=s.api_version, timeout=s.timeout, max_retries=0,
-                      http_client=self._http_client)
-        if s.api_key is not None:
-            return openai.AzureOpenAI(api_key=s.api_key.get_secret_value(), **common)
-        from azure.identity import get_bearer_token_provider
-
-        return openai.AzureOpenAI(azure_ad_token_provider=get_bearer_token_provider(self.credential, COGNITIVE_SCOPE),
-                                  **common)
+        self._tokens = _Tokens(lambda: self.credential)
+        super().__init__(settings, http_client=http_client, **kwargs)
+        s = self.settings
+        self.arm = Transport(self.name, s.arm_endpoint, policy=lambda: self.retry, headers=self._arm_headers,
+                             params=lambda: {"api-version": s.arm_api_version}, timeout=s.timeout,
+                             client=arm_client or http_client)
 
     @property
     def credential(self) -> Any:
@@ -92,16 +114,30 @@ class AzureProvider(OpenAIProvider):
             self._credential = DefaultAzureCredential()
         return self._credential
 
+    def base_url(self) -> str:
+        return self.settings.endpoint.rstrip("/") + "/openai"
+
+    def default_params(self) -> Mapping[str, str]:
+        return {"api-version": self.settings.api_version}
+
+    def auth_headers(self) -> Mapping[str, str]:
+        if self.settings.api_key is not None:
+            return {"api-key": self.settings.api_key.get_secret_value()}
+        return {"Authorization": f"Bearer {self._tokens.get(COGNITIVE_SCOPE)}"}
+
+    def _arm_headers(self) -> Mapping[str, str]:
+        token = self.settings.arm_token
+        return {"Authorization": f"Bearer {token.get_secret_value() if token else self._tokens.get(ARM_SCOPE)}"}
+
     def close(self) -> None:
         super().close()
-        self._arm.close()
+        self.arm.close()
 
-    def _create_kwargs(self, spec: JobSpec) -> dict[str, Any]:
-        kwargs = super()._create_kwargs(spec)
-        s: AzureSettings = self.settings  # type: ignore[assignment]
-        if s.training_type and "trainingType" not in spec.extra:
-            kwargs.setdefault("extra_body", {})["trainingType"] = s.training_type
-        return kwargs
+    def create_body(self, spec: JobSpec) -> dict[str, Any]:
+        body = super().create_body(spec)
+        if self.settings.training_type and "trainingType" not in spec.extra:
+            body["trainingType"] = self.settings.training_type
+        return body
 
     def delete_model(self, model: str) -> None:
         raise UnsupportedOperation("deleting a fine-tuned model", self.name,
@@ -110,11 +146,11 @@ class AzureProvider(OpenAIProvider):
 
     # ------------------------------------------------------------------ Azure Resource Manager
     def _arm_path(self, name: str | None = None) -> str:
-        s: AzureSettings = self.settings  # type: ignore[assignment]
+        s = self.settings
         missing = [k for k in ("subscription_id", "resource_group", "account") if not getattr(s, k)]
         if missing:
             field = missing[0]
-            example = AzureSettings.model_fields[field].json_schema_extra["example"]  # type: ignore[index]
+            example = AzureSettings.model_fields[field].json_schema_extra["example"]  # type: ignore[index,call-overload]
             raise ConfigurationError(
                 f"Missing setting {field!r} for Azure deployments (Azure Resource Manager needs subscription_id, "
                 f"resource_group and account). Looked in: the {field}= argument; environment variable(s) "
@@ -122,41 +158,6 @@ class AzureProvider(OpenAIProvider):
         path = (f"/subscriptions/{s.subscription_id}/resourceGroups/{s.resource_group}/providers/"
                 f"Microsoft.CognitiveServices/accounts/{s.account}/deployments")
         return f"{path}/{name}" if name else path
-
-    def _arm_request(self, method: str, path: str, json: Any = None) -> httpx.Response:
-        s: AzureSettings = self.settings  # type: ignore[assignment]
-
-        def attempt() -> httpx.Response:
-            try:
-                token = self.credential.get_token(ARM_SCOPE).token
-            except Exception as exc:
-                raise ConfigurationError(f"Could not get an Azure Resource Manager token ({type(exc).__name__}: "
-                                         f"{exc}). Sign in (az login) or pass credential=...") from None
-            try:
-                resp = self._arm.request(method, path, params={"api-version": s.arm_api_version}, json=json,
-                                         headers={"Authorization": f"Bearer {token}"})
-            except httpx.HTTPError as exc:
-                raise ProviderConnectionError(f"Azure Resource Manager {method} {path}: {exc}",
-                                              provider=self.name) from None
-            if resp.status_code >= 400 and not (method == "DELETE" and resp.status_code == 404):
-                raise self._arm_error(resp)
-            return resp
-
-        return self.retry.call(attempt, describe=f"{self.name}: ARM {method} {path.rsplit('/', 1)[-1]}")
-
-    def _arm_error(self, resp: httpx.Response) -> ProviderError:
-        try:
-            err = resp.json().get("error", {})
-        except ValueError:
-            err = {}
-        message = err.get("message") or f"HTTP {resp.status_code} from Azure Resource Manager"
-        kwargs: dict[str, Any] = dict(provider=self.name, status_code=resp.status_code, code=err.get("code"),
-                                      request_id=resp.headers.get("x-ms-request-id"))
-        cls = error_for_status(resp.status_code)
-        if cls is RateLimitError:
-            retry_after = resp.headers.get("retry-after")
-            return RateLimitError(message, retry_after=float(retry_after) if retry_after else None, **kwargs)
-        return cls(message, **kwargs)
 
     def _deployment(self, body: dict[str, Any]) -> Deployment:
         props = body.get("properties") or {}
@@ -169,40 +170,69 @@ class AzureProvider(OpenAIProvider):
                           sku=sku.get("name"), capacity=sku.get("capacity"), raw=body)
 
     def deploy(self, model: str, spec: DeploySpec) -> Deployment:
-        s: AzureSettings = self.settings  # type: ignore[assignment]
+        s = self.settings
         name = spec.name or model.replace(":", "-")[:64]
         body = {"sku": {"name": spec.sku or s.deployment_sku, "capacity": spec.capacity or s.deployment_capacity},
                 "properties": {"model": {"format": "OpenAI", "name": model, "version": "1"}}}
-        dep = self._deployment(self._arm_request("PUT", self._arm_path(name), json=body).json())
-        deadline = time.monotonic() + s.deploy_timeout
-        interval = 2.0
-        while dep.raw_status not in _FINAL:
-            if time.monotonic() > deadline:
-                raise WaitTimeout(f"Deployment {name} is still {dep.raw_status} after {s.deploy_timeout:g} s; it "
-                                  f"keeps provisioning. Check it with client.deployments.get({name!r}).")
-            self.sleep(interval)
-            interval = min(15.0, interval * 1.5)
-            dep = self.get_deployment(name)
+        self.arm.json("PUT", self._arm_path(name), json=body, describe=f"deploying {model} as {name}")
+        poller: Poller[Deployment] = Poller(PollSchedule(initial=2.0, maximum=15.0, growth=1.5),
+                                            sleep=self.retry.sleep, clock=self.clock)
+        dep = poller.until(lambda: self.get_deployment(name), lambda d: d.raw_status in _FINAL,
+                           what=f"provisioning deployment {name}", timeout=s.deploy_timeout,
+                           on_timeout=lambda d: f"Deployment {name} is still {d.raw_status if d else 'unknown'} after "
+                                                f"{s.deploy_timeout:g} s; it keeps provisioning. Check it with "
+                                                f"client.deployments.get({name!r}).")
         if dep.raw_status != "Succeeded":
             raise ProviderError(f"Deployment {name} ended {dep.raw_status}.", provider=self.name)
         dep.ready = False  # Azure answers DeploymentNotFound for a while: the first chat waits it out.
         return dep
 
     def get_deployment(self, name: str) -> Deployment:
-        return self._deployment(self._arm_request("GET", self._arm_path(name)).json())
+        return self._deployment(self.arm.json("GET", self._arm_path(name), describe=f"reading deployment {name}"))
 
     def list_deployments(self) -> list[Deployment]:
-        return [self._deployment(d) for d in self._arm_request("GET", self._arm_path()).json().get("value", [])]
+        return [self._deployment(d) for d in self.arm.json("GET", self._arm_path(),
+                                                           describe="listing deployments").get("value", [])]
 
     def delete_deployment(self, name: str) -> None:
-        resp = self._arm_request("DELETE", self._arm_path(name))
-        if resp.status_code == 404:
+        response = self.arm.request("DELETE", self._arm_path(name), describe=f"deleting deployment {name}")
+        if response.status_code == 204:  # ARM's answer for a deployment that does not exist
             raise NotFoundError(f"No deployment named {name!r}.", provider=self.name, status_code=404,
                                 code="DeploymentNotFound")
 
     # ------------------------------------------------------------------ chat through a deployment
-    def _warming_up(self, deployment: str) -> bool:
-        s: AzureSettings = self.settings  # type: ignore[assignment]
+    def chat_route(self, model: str) -> str:
+        return f"/deployments/{model}/chat/completions"
+
+    def _through_warmup(self, deployment: str, fn: Callable[[], T]) -> T:
+        """``fn()``, riding out the DeploymentNotFound window of a fresh deployment — only while
+        ARM says the deployment exists, so that a typo still fails at once."""
+        checked: list[bool] = []
+
+        def attempt() -> T | None:
+            try:
+                return fn()
+            except NotFoundError as exc:
+                if exc.code != "DeploymentNotFound":
+                    raise
+                if not checked:
+                    checked.append(self._provisioned(deployment))
+                if not checked[0]:
+                    raise NotFoundError(f"{exc.detail} (deployment {deployment!r})", provider=self.name,
+                                        status_code=404, code=exc.code) from None
+                return None
+
+        poller: Poller[T | None] = Poller(PollSchedule(initial=5.0, maximum=30.0, growth=1.5),
+                                          sleep=self.retry.sleep, clock=self.clock)
+        result = poller.until(attempt, lambda value: value is not None, what=f"warming up deployment {deployment}",
+                              timeout=self.settings.warmup_timeout,
+                              on_timeout=lambda _: f"Deployment {deployment} still answers DeploymentNotFound "
+                                                   f"{self.settings.warmup_timeout:g} s after it was provisioned.",
+                              ride_outages=False)
+        return result  # type: ignore[return-value]
+
+    def _provisioned(self, deployment: str) -> bool:
+        s = self.settings
         if not (s.subscription_id and s.resource_group and s.account):
             return False
         try:
@@ -210,37 +240,20 @@ class AzureProvider(OpenAIProvider):
         except ProviderError:
             return False
 
-    def _through_warmup(self, deployment: str, fn: Callable[[], Any]) -> Any:
-        s: AzureSettings = self.settings  # type: ignore[assignment]
-        deadline = time.monotonic() + s.warmup_timeout
-        interval = 5.0
-        while True:
-            try:
-                return fn()
-            except NotFoundError as exc:
-                if exc.code != "DeploymentNotFound" or time.monotonic() > deadline or not self._warming_up(deployment):
-                    if exc.code == "DeploymentNotFound":
-                        raise NotFoundError(f"{exc.detail} (deployment {deployment!r})", provider=self.name,
-                                            status_code=404, code=exc.code) from None
-                    raise
-            self.sleep(interval)
-            interval = min(30.0, interval * 1.5)
-
     def chat(self, model: str, messages: list[dict[str, Any]], **params: Any) -> ChatResponse:
         return self._through_warmup(model, lambda: OpenAIProvider.chat(self, model, messages, **params))
 
     def chat_stream(self, model: str, messages: list[dict[str, Any]], **params: Any) -> Iterator[ChatDelta]:
-        holder: dict[str, Iterator[ChatDelta]] = {}
+        holder: list[Iterator[ChatDelta]] = []
 
-        def start() -> ChatDelta:
-            # A failed stream cannot be resumed: each try opens a new one.
+        def start() -> ChatDelta:  # a failed stream cannot be resumed: each try opens a new one
             stream = OpenAIProvider.chat_stream(self, model, messages, **params)
             first = next(stream)
-            holder["stream"] = stream
+            holder[:] = [stream]
             return first
 
         yield self._through_warmup(model, start)
-        yield from holder["stream"]
+        yield from holder[0]
 
     def chat_target(self, deployment: Deployment) -> str:
         return deployment.name

@@ -15,17 +15,23 @@ from __future__ import annotations
 
 import enum
 import threading
+import time
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import Any, Callable, ClassVar, Generic, Iterator, Mapping, TypeVar
 
+from .._secrets import get_logger
 from ..config import ProviderSettings
 from ..errors import ConfigurationError, UnsupportedOperation
-from ..types import (ChatDelta, ChatResponse, Checkpoint, Deployment, DeploySpec, Event, File, Job, JobSpec,
+from ..retry import RetryPolicy
+from ..types import (ChatDelta, ChatResponse, Checkpoint, Deployment, DeploySpec, Event, File, Job, JobSpec, JobStatus,
                      MetricPoint, ModelInfo)
 
 __all__ = ["Capability", "Provider", "ENTRY_POINT_GROUP", "register_provider", "unregister_provider",
-           "available_providers", "get_provider_class"]
+           "available_providers", "get_provider_class", "resolve_tokenizer"]
+
+_log = get_logger(__name__)
+S = TypeVar("S", bound=ProviderSettings)
 
 ENTRY_POINT_GROUP = "finetune_sdk.providers"
 
@@ -51,21 +57,54 @@ class Capability(str, enum.Enum):
     PUSH_TO_HUB = "push_to_hub"
 
 
-class Provider:
-    """Base class of every backend. Override what the backend supports and declare it in
-    ``capabilities``; everything else raises :class:`UnsupportedOperation`."""
+class Provider(Generic[S]):
+    """Base class of every backend, generic over its settings type.
+
+    Override what the backend supports and declare it in ``capabilities``; everything
+    else raises :class:`UnsupportedOperation`. Declare the backend's raw job statuses in
+    ``statuses`` (raw value, lower-cased -> :class:`JobStatus`): :meth:`job_status` maps
+    them, and a raw value missing from the table is surfaced as ``JobStatus.UNKNOWN``
+    with a warning, never taken for another state.
+    """
 
     name: ClassVar[str] = "base"
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
     #: True for hosted services (OpenAI, Azure): datasets then follow their hard rules.
     hosted: ClassVar[bool] = True
+    #: False for backends whose models read text only: image parts are refused, never dropped.
+    accepts_images: ClassVar[bool] = True
+    #: The backend's raw job statuses (lower-cased) and what each means.
+    statuses: ClassVar[Mapping[str, JobStatus]] = {}
     Settings: ClassVar[type[ProviderSettings]] = ProviderSettings
 
-    def __init__(self, settings: ProviderSettings | None = None, **_: Any) -> None:
-        self.settings = settings if settings is not None else self.Settings()
+    def __init__(self, settings: S | None = None, *, retry: RetryPolicy | None = None, **_: Any) -> None:
+        self.settings: S = settings if settings is not None else self.Settings()  # type: ignore[assignment]
+        #: The one retry policy for this provider's requests (providers without requests ignore it).
+        self.retry = retry or RetryPolicy(attempts=int(getattr(self.settings, "max_retries", 5)))
+        #: The clock provider-side waits (e.g. a deployment being provisioned) measure time with.
+        self.clock: Callable[[], float] = time.monotonic
+        self._unknown_statuses: set[str] = set()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r}>"
+
+    def job_status(self, raw: str | None) -> JobStatus:
+        """The normalised status for one of this backend's raw statuses."""
+        key = (raw or "").strip().lower()
+        status = self.statuses.get(key)
+        if status is None:
+            if key not in self._unknown_statuses:
+                self._unknown_statuses.add(key)
+                _log.warning("The %s provider reported the job status %r, which this version of finetune-sdk does "
+                             "not know; it is shown as 'unknown' (non-terminal) with the raw value.", self.name, raw)
+            return JobStatus.UNKNOWN
+        return status
+
+    @classmethod
+    def tokenizer(cls, model: str) -> tuple[Any, str] | None:
+        """``(tokenizer, label)`` to count tokens of ``model`` when this backend serves it
+        with a chat template of its own (local models); None otherwise."""
+        return None
 
     def supports(self, capability: Capability) -> bool:
         return capability in self.capabilities
@@ -173,10 +212,10 @@ class Provider:
 # --------------------------------------------------------------------------- registry
 
 _lock = threading.Lock()
-_runtime: dict[str, type[Provider] | str] = {}
+_runtime: dict[str, type[Provider[Any]] | str] = {}
 
 
-def register_provider(name: str, provider: type[Provider] | str) -> None:
+def register_provider(name: str, provider: type[Provider[Any]] | str) -> None:
     """Register a provider class (or ``"module:Class"``) under ``name`` for this process."""
     if not name or not isinstance(name, str):
         raise ValueError("a provider name must be a non-empty string")
@@ -201,7 +240,7 @@ def available_providers() -> list[str]:
     return sorted(names)
 
 
-def _load(name: str, target: Any) -> type[Provider]:
+def _load(name: str, target: Any) -> type[Provider[Any]]:
     if isinstance(target, str):
         module, _, attr = target.partition(":")
         try:
@@ -219,7 +258,25 @@ def _load(name: str, target: Any) -> type[Provider]:
     return target
 
 
-def get_provider_class(name: str) -> type[Provider]:
+def resolve_tokenizer(model: str) -> tuple[Any, str] | None:
+    """A tokenizer for ``model`` from whichever registered provider knows it (see
+    :meth:`Provider.tokenizer`): how dataset code, which imports no provider, counts the
+    tokens of a local model. Providers that fail to load are skipped."""
+    for name in available_providers():
+        try:
+            cls = get_provider_class(name)
+        except ConfigurationError as exc:
+            _log.debug("provider %s skipped while looking for a tokenizer: %s", name, exc)
+            continue
+        if cls.tokenizer.__func__ is Provider.tokenizer.__func__:  # type: ignore[attr-defined]
+            continue
+        found = cls.tokenizer(model)
+        if found is not None:
+            return found
+    return None
+
+
+def get_provider_class(name: str) -> type[Provider[Any]]:
     """The provider class registered as ``name``.
 
     Raises:

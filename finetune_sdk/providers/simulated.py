@@ -24,13 +24,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, ClassVar, Iterator, Literal, Mapping
 
 from ..config import ProviderSettings, setting
 from ..data import catalog
 from ..data.validate import validate
 from ..errors import BadRequestError, NotFoundError, PermissionDeniedError
-from ..types import (ChatDelta, ChatResponse, Checkpoint, Deployment, DeploySpec, Event, File, Job, JobError,
+from ..types import (ChatDelta, ChatResponse, Checkpoint, Deployment, DeploySpec, Event, EventKind, File, Job, JobError,
                      JobSpec, JobStatus, MetricPoint, ModelInfo, Usage, from_timestamp)
 from .base import Capability, Provider
 
@@ -175,6 +175,11 @@ class SimulatedProvider(Provider):
     name = "simulated"
     hosted = True
     capabilities = frozenset(Capability)
+    # The raw statuses of both flavors: what OpenAI and Azure OpenAI answer.
+    statuses: ClassVar[Mapping[str, JobStatus]] = {
+        "validating_files": JobStatus.VALIDATING, "pending": JobStatus.QUEUED, "queued": JobStatus.QUEUED,
+        "running": JobStatus.RUNNING, "pausing": JobStatus.RUNNING, "paused": JobStatus.PAUSED,
+        "succeeded": JobStatus.SUCCEEDED, "failed": JobStatus.FAILED, "cancelled": JobStatus.CANCELLED}
     Settings = SimulatedSettings
 
     def __init__(self, settings: SimulatedSettings | None = None, *, clock: SimClock | None = None,
@@ -221,7 +226,7 @@ class SimulatedProvider(Provider):
             if message:
                 rec.fail_message = message
             if at_step is None:
-                if not JobStatus.normalise(rec.raw).is_terminal:
+                if not self.job_status(rec.raw).is_terminal:
                     self._fail(rec, self.clock.now(), self._internal_code, rec.fail_message)
             else:
                 rec.fail_at_step = at_step
@@ -232,7 +237,7 @@ class SimulatedProvider(Provider):
     def _internal_code(self) -> str:
         return "internal_error" if self.flavor == "openai" else "internalFailure"
 
-    def plan_next_job(self, outcome: Literal["fail"] = "fail", *, at_step: int | None = 1,
+    def plan_next_job(self, *, at_step: int | None = 1,
                       message: str = "The job failed due to an internal error.") -> None:
         """The next job created fails at ``at_step`` (queued plans apply in order)."""
         with self._lock:
@@ -394,13 +399,14 @@ class SimulatedProvider(Provider):
         with self._lock:
             rec = self._job(job_id)
             self._advance(rec)
-            if JobStatus.normalise(rec.raw).is_terminal:
+            if self.job_status(rec.raw).is_terminal:
                 raise BadRequestError(f"Job {job_id} has already {rec.raw}; it cannot be cancelled.",
                                       provider=self.name, status_code=400,
                                       code="unexpectedEntityState" if self.flavor == "azure" else "invalid_state")
             now = self.clock.now()
             rec.raw, rec.finished_at = "cancelled", now
-            self._event(rec, now, "Job cancelled." if self.flavor == "azure" else "Fine-tuning job cancelled")
+            self._event(rec, now, "Job cancelled." if self.flavor == "azure" else "Fine-tuning job cancelled",
+                        status=JobStatus.CANCELLED)
             return self._to_job(rec)
 
     def pause_job(self, job_id: str) -> Job:
@@ -416,7 +422,10 @@ class SimulatedProvider(Provider):
             now = self.clock.now()
             rec.paused_at = now
             rec.raw = "pausing" if self.flavor == "azure" else "paused"
-            self._event(rec, now, "Job pausing." if self.flavor == "azure" else "Fine-tuning job paused")
+            if self.flavor == "azure":
+                self._event(rec, now, "Job pausing.")
+            else:
+                self._event(rec, now, "Fine-tuning job paused", status=JobStatus.PAUSED)
             return self._to_job(rec)
 
     def resume_job(self, job_id: str) -> Job:
@@ -431,7 +440,8 @@ class SimulatedProvider(Provider):
             rec.paused_total += now - rec.paused_at
             rec.paused_at = None
             rec.raw = "running"
-            self._event(rec, now, "Job resumed." if self.flavor == "azure" else "Fine-tuning job resumed")
+            self._event(rec, now, "Job resumed." if self.flavor == "azure" else "Fine-tuning job resumed",
+                        status=JobStatus.RUNNING)
             return self._to_job(rec)
 
     def list_events(self, job_id: str, *, after: str | None = None) -> list[Event]:
@@ -458,15 +468,19 @@ class SimulatedProvider(Provider):
 
     # ------------------------------------------------------------------ the timeline
     def _event(self, rec: _JobRec, at: float, message: str, *, level: str = "info",
-               data: dict[str, Any] | None = None) -> None:
+               data: dict[str, Any] | None = None, status: JobStatus | None = None,
+               checkpoint: int | None = None) -> None:
+        """One event; its kind comes from what happened, never from the message text."""
         eid = self._id("ftevent-", hex_len=32) if self.flavor == "azure" else self._id("ftevent-")
+        kind: EventKind = "metrics" if data else "status" if status else "checkpoint" if checkpoint else "message"
+        payload = data or ({"status": status.value} if status else {"step": checkpoint} if checkpoint else {})
         rec.events.append(Event(id=eid, created_at=from_timestamp(at), level=level, message=message,  # type: ignore[arg-type]
-                                type="metrics" if data else "message", data=data or {}))
+                                kind=kind, data=payload))
 
     def _fail(self, rec: _JobRec, at: float, code: str, message: str, param: str | None = None) -> None:
         rec.raw, rec.finished_at = "failed", at
         rec.error = JobError(code=code, message=message, param=param)
-        self._event(rec, at, message, level="error")
+        self._event(rec, at, message, level="error", status=JobStatus.FAILED)
 
     def _advance(self, rec: _JobRec) -> None:
         """Bring a job's state up to the clock's now, emitting what happened in between."""
@@ -492,13 +506,15 @@ class SimulatedProvider(Provider):
                     return
             if self.flavor == "openai":
                 rec.raw = "queued"
-                self._event(rec, rec.validated_at, "Files validated, moving job to queued state")
+                self._event(rec, rec.validated_at, "Files validated, moving job to queued state",
+                            status=JobStatus.QUEUED)
         if rec.validated and rec.raw in ("queued", "pending") and now >= rec.started_at:
             rec.raw = "running"
-            self._event(rec, rec.started_at, "Job started." if self.flavor == "azure" else "Fine-tuning job started")
+            self._event(rec, rec.started_at, "Job started." if self.flavor == "azure" else "Fine-tuning job started",
+                        status=JobStatus.RUNNING)
         if rec.raw == "pausing" and rec.paused_at is not None and now >= rec.paused_at + self.timings.pausing:
             rec.raw = "paused"
-            self._event(rec, rec.paused_at + self.timings.pausing, "Job paused.")
+            self._event(rec, rec.paused_at + self.timings.pausing, "Job paused.", status=JobStatus.PAUSED)
         if rec.raw not in ("running", "pausing", "paused"):
             return
         origin = rec.started_at + rec.paused_total
@@ -556,7 +572,7 @@ class SimulatedProvider(Provider):
                               model=f"{rec.fine_tuned_model}:ckpt-step-{step}", metrics=point)
             rec.checkpoints = (rec.checkpoints + [ckpt])[-3:]
             if self.flavor == "openai":
-                self._event(rec, at, f"Checkpoint created at step {step}")
+                self._event(rec, at, f"Checkpoint created at step {step}", checkpoint=step)
 
     def _succeed(self, rec: _JobRec, at: float) -> None:
         rec.fine_tuned_model = rec.fine_tuned_model or self._ft_name(rec)
@@ -564,10 +580,10 @@ class SimulatedProvider(Provider):
         rec.result_file = self._store_bytes("results.csv" if self.flavor == "azure" else "step_metrics.csv",
                                             self._results_csv(rec), "fine-tune-results")
         if self.flavor == "azure":
-            self._event(rec, at, "Job succeeded.")
+            self._event(rec, at, "Job succeeded.", status=JobStatus.SUCCEEDED)
         else:
             self._event(rec, at, f"New fine-tuned model created: {rec.fine_tuned_model}")
-            self._event(rec, at, "The job has successfully completed")
+            self._event(rec, at, "The job has successfully completed", status=JobStatus.SUCCEEDED)
 
     def _results_csv(self, rec: _JobRec) -> bytes:
         if self.flavor == "azure":
@@ -601,7 +617,7 @@ class SimulatedProvider(Provider):
                                      + self.timings.finalize))
         succeeded = rec.raw == "succeeded"
         return Job(
-            id=rec.id, provider=self.name, status=JobStatus.normalise(rec.raw, provider=self.name), raw_status=rec.raw,
+            id=rec.id, provider=self.name, status=self.job_status(rec.raw), raw_status=rec.raw,
             model=rec.spec.model, fine_tuned_model=rec.fine_tuned_model if succeeded else None,
             created_at=from_timestamp(int(rec.created)),
             finished_at=from_timestamp(int(rec.finished_at)) if rec.finished_at else None, estimated_finish=eta,

@@ -22,9 +22,10 @@ that transformers can load with ``use_safetensors=True``:
 
 The model cache is ``FINETUNE_MODEL_CACHE``, else ``<finetune home>/models``.
 
-Importing this module is cheap (no torch, no transformers) and registers
-:func:`local_tokenizer_resolver` with token counting, so ``counter_for("smollm2")`` counts
-with SmolLM2's chat template.
+Importing this module is cheap (no torch, no transformers). Token counting reaches
+:func:`local_tokenizer_resolver` through ``LocalProvider.tokenizer`` and the provider
+registry, so ``finetune_sdk.validate(path, model="smollm2")`` counts with SmolLM2's chat
+template.
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ from typing import Any, Literal
 
 from ..._secrets import get_logger
 from ...config import finetune_home
-from ...data.tokens import register_local_tokenizer_resolver
 from ...errors import FineTuneError
 
 _log = get_logger(__name__)
@@ -675,5 +675,3 @@ def local_tokenizer_resolver(model: str) -> tuple[Any, str] | None:
             return _cached_tokenizer(snap), name
     return None
 
-
-register_local_tokenizer_resolver(local_tokenizer_resolver)

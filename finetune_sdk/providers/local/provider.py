@@ -15,14 +15,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Iterator, Mapping
 
 from ...config import ProviderSettings, finetune_home, setting
 from ...errors import BadRequestError, NotFoundError
 from ...metrics import points_from_events
-from ...types import (Checkpoint, Deployment, DeploySpec, Event, File, Job, JobSpec, JobStatus, MetricPoint,
-                      ModelInfo, from_timestamp)
+from ...types import (ChatDelta, ChatResponse, Checkpoint, Deployment, DeploySpec, Event, File, Job, JobSpec,
+                      JobStatus, MetricPoint, ModelInfo, from_timestamp)
 from ..base import Capability, Provider
+from ..http import Transport
 from .hparams import train_config
 from .store import TERMINAL, FileStore, JobRecord, JobStore, process_alive, process_started_at, read_json
 
@@ -41,11 +42,17 @@ class LocalSettings(ProviderSettings):
     device: str = setting("auto", description="Inference device of the background server (auto, cpu, cuda).")
 
 
-class LocalProvider(Provider):
+class LocalProvider(Provider[LocalSettings]):
     """Fine-tuning on this machine's CPU or GPU, with the SDK's own trainer."""
 
     name = "local"
     hosted = False
+    accepts_images = False  # the trainer and the models it trains read text only
+    # The raw statuses the job process writes to job.json.
+    statuses: ClassVar[Mapping[str, JobStatus]] = {
+        "validating": JobStatus.VALIDATING, "queued": JobStatus.QUEUED, "running": JobStatus.RUNNING,
+        "paused": JobStatus.PAUSED, "succeeded": JobStatus.SUCCEEDED, "failed": JobStatus.FAILED,
+        "cancelled": JobStatus.CANCELLED}
     capabilities = frozenset({Capability.UPLOAD, Capability.FILES, Capability.CREATE_JOB, Capability.EVENTS,
                               Capability.CHECKPOINTS, Capability.METRICS, Capability.CANCEL, Capability.PAUSE,
                               Capability.RESUME, Capability.METADATA_FILTER, Capability.MODELS, Capability.DEPLOY,
@@ -63,6 +70,13 @@ class LocalProvider(Provider):
         self.jobs = JobStore(self.home)
         self.files = FileStore(self.home)
         self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._remote_transport: Transport | None = None
+
+    @classmethod
+    def tokenizer(cls, model: str) -> tuple[Any, str] | None:
+        from .models import local_tokenizer_resolver
+
+        return local_tokenizer_resolver(model)
 
     # ------------------------------------------------------------------ files
     def upload(self, path: Path, *, purpose: str = "fine-tune") -> File:
@@ -209,7 +223,7 @@ class LocalProvider(Provider):
         d = self.jobs.dir(record.id)
         results = [f"file-results-{record.id[6:]}"] if (d / "results.csv").is_file() else []
         cfg = record.config
-        return Job(id=record.id, provider=self.name, status=JobStatus.normalise(record.status, provider=self.name),
+        return Job(id=record.id, provider=self.name, status=self.job_status(record.status),
                    raw_status=record.status, model=record.spec.model, fine_tuned_model=record.fine_tuned_model,
                    created_at=from_timestamp(record.created_at), finished_at=from_timestamp(record.finished_at),
                    estimated_finish=from_timestamp(record.estimated_finish) if record.status == "running" else None,
@@ -357,57 +371,32 @@ class LocalProvider(Provider):
         s: LocalSettings = self.settings  # type: ignore[assignment]
         return ensure_server(self.home, device=s.device, python=s.python)
 
-    def _remote(self) -> Any:
-        import openai
-
+    def _remote(self) -> Transport:
+        """The background inference server, spoken to like any OpenAI-compatible service."""
         info = self._server()
-        return openai.OpenAI(base_url=info.base_url, api_key=info.api_key, max_retries=0, timeout=600.0)
+        t = self._remote_transport
+        if t is None or t.base_url != info.base_url:
+            if t is not None:
+                t.close()
+            t = self._remote_transport = Transport(self.name, info.base_url, policy=lambda: self.retry,
+                                                   headers=lambda: {"Authorization": f"Bearer {info.api_key}"},
+                                                   timeout=600.0)
+        return t
 
-    def _remote_call(self, fn: Any) -> Any:
-        from ..openai import translate_error
+    def close(self) -> None:
+        if self._remote_transport is not None:
+            self._remote_transport.close()
 
-        try:
-            return fn()
-        except Exception as exc:
-            import openai
-
-            if isinstance(exc, openai.OpenAIError):
-                raise translate_error(exc, self.name) from None
-            raise
-
-    def chat(self, model: str, messages: list[dict[str, Any]], **params: Any) -> Any:
+    def chat(self, model: str, messages: list[dict[str, Any]], **params: Any) -> ChatResponse:
         if self.host is not None:
-            return self.host.chat(model, messages, **params)
-        from ...types import ChatResponse, Usage
+            return self.host.chat(model, messages, **params)  # type: ignore[no-any-return]
+        return self._remote().chat("/chat/completions", {"model": model, "messages": messages, **params}, model=model)
 
-        resp = self._remote_call(lambda: self._remote().chat.completions.create(model=model, messages=messages,
-                                                                                **params))
-        choice = resp.choices[0]
-        u = resp.usage
-        return ChatResponse(content=choice.message.content, model=model, finish_reason=choice.finish_reason,
-                            usage=Usage(prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens,
-                                        total_tokens=u.total_tokens) if u else Usage())
-
-    def chat_stream(self, model: str, messages: list[dict[str, Any]], **params: Any) -> Any:
+    def chat_stream(self, model: str, messages: list[dict[str, Any]], **params: Any) -> Iterator[ChatDelta]:
         if self.host is not None:
-            return self.host.chat_stream(model, messages, **params)
-        return self._remote_stream(model, messages, params)
-
-    def _remote_stream(self, model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> Any:
-        from ...types import ChatDelta, Usage
-
-        stream = self._remote_call(lambda: self._remote().chat.completions.create(
-            model=model, messages=messages, stream=True, stream_options={"include_usage": True}, **params))
-        finish, usage = None, None
-        for chunk in stream:
-            if chunk.usage is not None:
-                usage = Usage(prompt_tokens=chunk.usage.prompt_tokens, completion_tokens=chunk.usage.completion_tokens,
-                              total_tokens=chunk.usage.total_tokens)
-            for choice in chunk.choices:
-                if choice.delta and choice.delta.content:
-                    yield ChatDelta(content=choice.delta.content)
-                finish = choice.finish_reason or finish
-        yield ChatDelta(finish_reason=finish or "stop", usage=usage)
+            return self.host.chat_stream(model, messages, **params)  # type: ignore[no-any-return]
+        return self._remote().chat_stream("/chat/completions", {"model": model, "messages": messages, **params},
+                                          model=model)
 
     def _servable(self, model: str) -> None:
         from .models import ALIASES

@@ -1,0 +1,98 @@
+"""A newcomer's path, all from the command line: start ``finetune emulator``, paste the
+profiles it prints into finetune.toml, export the secrets it prints, then train, wait,
+deploy and chat — on OpenAI and on Azure (ARM deployment included) — as real subprocesses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from finetune_sdk.datasets import path as dataset_path
+
+
+class Running:
+    def __init__(self, proc: subprocess.Popen[str], banner: str) -> None:
+        self.proc, self.banner = proc, banner
+
+    @property
+    def toml(self) -> str:
+        return "".join(re.findall(r"^\[profiles\.[^\n]*\n(?:[a-z_]+ = [^\n]*\n)+", self.banner, re.M))
+
+    @property
+    def env(self) -> dict[str, str]:
+        line = next(line for line in self.banner.splitlines() if line.startswith("export "))
+        return dict(pair.split("=", 1) for pair in line[len("export "):].split())
+
+
+@pytest.fixture(scope="module")
+def running() -> Iterator[Running]:
+    proc = subprocess.Popen([sys.executable, "-m", "finetune_sdk", "emulator", "--port", "0", "--speed", "200"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    banner = ""
+    for line in proc.stdout:  # the banner ends with the export line
+        banner += line
+        if line.startswith("export "):
+            break
+    try:
+        yield Running(proc, banner)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def finetune(tmp_path: Path, running: Running, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **running.env, "FINETUNE_HOME": str(tmp_path / "home"),
+           "FINETUNE_CONFIG": str(tmp_path / "finetune.toml")}
+    return subprocess.run([sys.executable, "-m", "finetune_sdk", *args], capture_output=True, text=True, env=env,
+                          timeout=180)
+
+
+def test_the_banner_has_a_profile_per_dialect_and_no_secret_in_it(running: Running) -> None:
+    assert "[profiles.emulator-openai]" in running.toml and "[profiles.emulator-azure]" in running.toml
+    assert set(running.env) == {"OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "AZURE_ARM_TOKEN"}
+    for secret in running.env.values():
+        assert secret not in running.toml
+
+
+@pytest.mark.parametrize("profile", ["emulator-openai", "emulator-azure"])
+def test_train_wait_deploy_chat_from_the_cli(tmp_path: Path, running: Running, profile: str) -> None:
+    (tmp_path / "finetune.toml").write_text(running.toml)
+    train = str(dataset_path("contacts", "train"))
+    created = finetune(tmp_path, running, "train", train, "--profile", profile, "--epochs", "1", "--suffix", "cli",
+                       "--no-wait", "--json")
+    assert created.returncode == 0, created.stderr
+    job_id = json.loads(created.stdout)["id"]
+
+    waited = finetune(tmp_path, running, "jobs", "wait", job_id, "--json")  # the ledger knows the profile
+    assert waited.returncode == 0, waited.stderr
+    job = json.loads(waited.stdout)
+    assert job["status"] == "succeeded" and job["fine_tuned_model"]
+
+    deployed = finetune(tmp_path, running, "deploy", job_id, "--name", f"cli-{profile}", "--json")
+    assert deployed.returncode == 0, deployed.stderr
+    deployment = json.loads(deployed.stdout)
+    assert deployment["model"] == job["fine_tuned_model"]
+
+    target = deployment["name"] if profile == "emulator-azure" else job["fine_tuned_model"]
+    reply = finetune(tmp_path, running, "chat", target, "Maria is 34 and lives in Lisbon.", "--profile", profile,
+                     "--no-stream")
+    assert reply.returncode == 0, reply.stderr
+    assert reply.stdout.startswith("Fine-tuned model")
+
+    shown = finetune(tmp_path, running, "jobs", "show", job_id)
+    assert shown.returncode == 0 and "succeeded (succeeded)" in shown.stdout
+
+
+def test_a_wrong_profile_is_a_usage_error(tmp_path: Path, running: Running) -> None:
+    (tmp_path / "finetune.toml").write_text(running.toml)
+    result = finetune(tmp_path, running, "jobs", "list", "--profile", "emulator-nope")
+    assert result.returncode == 2 and "emulator-nope" in result.stderr

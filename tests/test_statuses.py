@@ -1,0 +1,96 @@
+"""Each provider's raw -> normalised status table, row by row, and what happens to a status
+no table knows: it is surfaced as ``unknown`` with its raw value, never taken for another.
+
+The expected tables are written out here from the services' documentation
+(../shared/reference/hosted-apis.md §1.4 and §3.3) and the local job process, independently
+of the providers' code: a row added, removed or changed there fails here.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from finetune_sdk.errors import WaitTimeout
+from finetune_sdk.providers import get_provider_class
+from finetune_sdk.types import Job, JobStatus
+from finetune_sdk.waiting import PollSchedule, Waiter
+
+V, Q, R, P = JobStatus.VALIDATING, JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED
+S, F, C = JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED
+
+EXPECTED: dict[str, dict[str, JobStatus]] = {
+    # OpenAI's enum, plus `paused` (the spec's pause example returns it).
+    "openai": {"validating_files": V, "queued": Q, "running": R, "paused": P, "succeeded": S, "failed": F,
+               "cancelled": C},
+    # Azure's FineTuningState (2025-04-01-preview).
+    "azure": {"created": Q, "pending": Q, "running": R, "pausing": R, "paused": P, "resuming": R, "succeeded": S,
+              "failed": F, "cancelled": C},
+    # The emulator answers with both services' words.
+    "simulated": {"validating_files": V, "pending": Q, "queued": Q, "running": R, "pausing": R, "paused": P,
+                  "succeeded": S, "failed": F, "cancelled": C},
+    # What the local job process writes to job.json.
+    "local": {"validating": V, "queued": Q, "running": R, "paused": P, "succeeded": S, "failed": F, "cancelled": C},
+}
+ROWS = [(provider, raw, status) for provider, table in EXPECTED.items() for raw, status in table.items()]
+
+
+@pytest.mark.parametrize("provider, raw, expected", ROWS, ids=[f"{p}:{r}" for p, r, _ in ROWS])
+def test_each_row(provider: str, raw: str, expected: JobStatus) -> None:
+    cls = get_provider_class(provider)
+    instance = cls.__new__(cls)  # the table needs no settings
+    instance._unknown_statuses = set()
+    assert instance.job_status(raw) is expected
+    assert instance.job_status(raw.upper()) is expected, "raw statuses are matched case-insensitively"
+
+
+@pytest.mark.parametrize("provider", sorted(EXPECTED))
+def test_no_row_is_untested(provider: str) -> None:
+    assert dict(get_provider_class(provider).statuses) == EXPECTED[provider]
+
+
+def test_an_unknown_status_is_surfaced_once_and_never_terminal(caplog: pytest.LogCaptureFixture) -> None:
+    cls = get_provider_class("openai")
+    provider = cls.__new__(cls)
+    provider._unknown_statuses = set()
+    with caplog.at_level(logging.WARNING):
+        assert provider.job_status("warming_up") is JobStatus.UNKNOWN
+        assert provider.job_status("warming_up") is JobStatus.UNKNOWN
+        assert provider.job_status(None) is JobStatus.UNKNOWN
+    assert not JobStatus.UNKNOWN.is_terminal
+    warnings = [r.getMessage() for r in caplog.records if "warming_up" in r.getMessage()]
+    assert len(warnings) == 1 and "openai" in warnings[0] and "unknown" in warnings[0]
+
+
+class _Stuck:
+    """A provider whose job sits in a state the SDK does not know."""
+
+    name = "stuck"
+    capabilities: frozenset[Any] = frozenset()
+
+    def __init__(self) -> None:
+        self.polls = 0
+
+    def get_job(self, job_id: str) -> Job:
+        self.polls += 1
+        return Job(id=job_id, provider="stuck", status=JobStatus.UNKNOWN, raw_status="warming_up", model="m")
+
+
+def test_wait_shows_the_raw_value_of_an_unknown_status() -> None:
+    now = [0.0]
+    provider = _Stuck()
+    waiter = Waiter(provider, schedule=PollSchedule(initial=5, maximum=5), sleep=lambda s: now.__setitem__(0, now[0] + s),
+                    clock=lambda: now[0])  # type: ignore[arg-type]
+    with pytest.raises(WaitTimeout, match=r"still unknown \(raw 'warming_up'\)") as exc:
+        waiter.wait("ftjob-1", timeout=60, progress=False)
+    assert exc.value.job is not None and exc.value.job.raw_status == "warming_up"
+    assert provider.polls == 13  # every 5 s for 60 s: the wait keeps polling, and says why it waits
+
+
+def test_the_cli_prints_the_raw_status(capsys: pytest.CaptureFixture[str]) -> None:
+    from finetune_sdk.cli.jobs import _print_job
+
+    _print_job(Job(id="ftjob-1", provider="x", status=JobStatus.UNKNOWN, raw_status="warming_up", model="m"))
+    assert "unknown (warming_up)" in capsys.readouterr().out
