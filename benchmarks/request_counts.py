@@ -42,14 +42,15 @@ def _counts(plan: Any) -> dict[str, int]:
 
 
 def _create_under(emu: Any, kind: str) -> dict[str, Any]:
-    client = _client(emu)
-    train = dataset_path("contacts", "train")
-    file_id = client.files.upload(train).id
+    # A timed-out request is still being handled by the server in real time, so the client
+    # that times out waits in real time too (the others run on the simulated clock).
+    client = FineTuneClient("openai", ledger=False, timeout=0.4, base_model=MODEL, **emu.client_settings("openai")) \
+        if kind == "slow" else _client(emu)
+    file_id = client.files.upload(dataset_path("contacts", "train")).id
     emu.clock.advance(10)
     before = len(emu.openai.list_jobs())
     if kind == "slow":
-        plan = emu.set_faults([{"route": f"POST {JOBS}", "kind": "slow", "delay": 0.8, "times": 1}])
-        _set_timeout(client, 0.3)
+        plan = emu.set_faults([{"route": f"POST {JOBS}", "kind": "slow", "delay": 0.6, "times": 1}])
     else:
         plan = emu.set_faults(f"POST {JOBS}: {kind}, ok")
     error = None
@@ -63,14 +64,6 @@ def _create_under(emu: Any, kind: str) -> dict[str, Any]:
     client.close()
     return {"fault": kind, "requests": _counts(plan), "jobs_created": len(emu.openai.list_jobs()) - before,
             "error": error}
-
-
-def _set_timeout(client: FineTuneClient, seconds: float) -> None:
-    provider: Any = client.provider
-    if hasattr(provider, "client") and hasattr(provider.client, "with_options"):  # built on the openai package
-        provider.client = provider.client.with_options(timeout=seconds)
-    else:
-        provider.set_timeout(seconds)
 
 
 def _second_create(emu: Any) -> dict[str, Any]:

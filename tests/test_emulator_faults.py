@@ -9,7 +9,6 @@ admin routes that drive all of this over HTTP.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import time
@@ -36,21 +35,6 @@ AZURE_JOBS = "POST /openai/fine_tuning/jobs"
 OPENAI_ERROR_KEYS = {"message", "type", "param", "code"}
 
 
-@contextlib.contextmanager
-def running(**kwargs: Any) -> Iterator[Emulator]:
-    """``finetune_sdk.testing.emulator`` that also removes the upload stores' temp dirs.
-
-    (``Emulator.stop()`` closes the providers but never ``Backend.uploads``, so each emulator
-    leaves a ``/tmp/finetune-uploads-*`` directory behind.)
-    """
-    with emulator(**kwargs) as e:
-        try:
-            yield e
-        finally:
-            for backend in e.app.state.backends.values():
-                backend.uploads.close()
-
-
 def _example(i: int) -> dict[str, Any]:
     return {"messages": [{"role": "system", "content": "You extract contact details."},
                          {"role": "user", "content": f"Reach Ana Silva {i} at ana{i}@example.com"},
@@ -67,7 +51,7 @@ def training_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def emu() -> Iterator[Emulator]:
     # speed=0: simulated time only moves when a test says so.
-    with running(speed=0) as e:
+    with emulator(speed=0) as e:
         yield e
 
 
@@ -393,7 +377,7 @@ def test_times_limits_a_rule(emu: Emulator, http: httpx.Client) -> None:
 
 
 def test_faults_given_at_construction(training_path: Path) -> None:
-    with running(speed=0, faults="GET /v1/models: 503") as e, \
+    with emulator(speed=0, faults="GET /v1/models: 503") as e, \
             httpx.Client(base_url=e.base_url, headers={"authorization": f"Bearer {e.api_key}"}) as c:
         assert c.get("/v1/models").status_code == 503
         assert c.get("/v1/models").status_code == 200
@@ -639,7 +623,7 @@ def test_parse_rejects_bad_rule_dicts(rule: dict[str, Any]) -> None:
 def test_emulator_rejects_a_bad_spec() -> None:
     with pytest.raises(ValueError):
         Emulator(faults="GET /v1/models: 429@0.5, 500")
-    with running(speed=0) as e:
+    with emulator(speed=0) as e:
         with pytest.raises(ValueError):
             e.set_faults("GET /v1/models: kaboom")
         assert e.config.faults is None

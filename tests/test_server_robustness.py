@@ -12,7 +12,6 @@ Server bugs found along the way are pinned by narrow regression tests.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import socket
@@ -39,21 +38,6 @@ MAX_UPLOAD = 256 * 1024
 JSON_CT = {"content-type": "application/json"}
 LINE = (json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]})
         + "\n").encode()
-
-
-@contextlib.contextmanager
-def running(**kwargs: Any) -> Iterator[Emulator]:
-    """``finetune_sdk.testing.emulator`` that also removes the upload stores' temp dirs.
-
-    (``Emulator.stop()`` closes the providers but never ``Backend.uploads``, so each emulator
-    leaves a ``/tmp/finetune-uploads-*`` directory behind.)
-    """
-    with emulator(**kwargs) as e:
-        try:
-            yield e
-        finally:
-            for backend in e.app.state.backends.values():
-                backend.uploads.close()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -102,7 +86,7 @@ def _prefix(dialect: str) -> str:
 
 @pytest.fixture(scope="module")
 def emu() -> Iterator[Emulator]:
-    with running(speed=0, max_json_bytes=MAX_JSON, max_upload_bytes=MAX_UPLOAD) as e:
+    with emulator(speed=0, max_json_bytes=MAX_JSON, max_upload_bytes=MAX_UPLOAD) as e:
         yield e
 
 
@@ -676,7 +660,7 @@ def test_hostile_upload_filenames_are_sanitised_or_rejected(http: httpx.Client, 
 @pytest.fixture(scope="module")
 def roomy() -> Iterator[httpx.Client]:
     """An emulator with the default (8 MB) JSON limit, for deeply nested bodies."""
-    with running(speed=0) as e, \
+    with emulator(speed=0) as e, \
             httpx.Client(base_url=e.base_url, timeout=30, headers={"authorization": f"Bearer {e.api_key}"}) as c:
         yield c
 
@@ -759,7 +743,7 @@ class _SettlingClient(httpx.Client):
 @pytest.fixture
 def fresh() -> Iterator[httpx.Client]:
     """A throwaway emulator for requests that may poison server state (and make it log 500s)."""
-    with running(speed=0) as e:
+    with emulator(speed=0) as e:
         # After the start: uvicorn's logging.config.dictConfig re-enables existing loggers.
         loggers = [logging.getLogger(name) for name in _SERVER_LOGGERS]
         saved = [lg.disabled for lg in loggers]
