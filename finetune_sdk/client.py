@@ -381,7 +381,7 @@ class FineTuneClient:
         if retry is not None or sleep is not None:
             self.provider.retry = replace(retry or self.provider.retry, sleep=self._sleep)
         if clock is not None:
-            self.provider.clock = clock
+            self.provider.poll_clock = clock
         self.poll = poll or PollSchedule()
         self._timeout = float(getattr(self.provider.settings, "timeout", 60.0))
         if ledger is True:

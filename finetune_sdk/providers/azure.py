@@ -176,7 +176,7 @@ class AzureProvider(OpenAIProvider[AzureSettings]):
                 "properties": {"model": {"format": "OpenAI", "name": model, "version": "1"}}}
         self.arm.json("PUT", self._arm_path(name), json=body, describe=f"deploying {model} as {name}")
         poller: Poller[Deployment] = Poller(PollSchedule(initial=2.0, maximum=15.0, growth=1.5),
-                                            sleep=self.retry.sleep, clock=self.clock)
+                                            sleep=self.retry.sleep, clock=self.poll_clock)
         dep = poller.until(lambda: self.get_deployment(name), lambda d: d.raw_status in _FINAL,
                            what=f"provisioning deployment {name}", timeout=s.deploy_timeout,
                            on_timeout=lambda d: f"Deployment {name} is still {d.raw_status if d else 'unknown'} after "
@@ -223,7 +223,7 @@ class AzureProvider(OpenAIProvider[AzureSettings]):
                 return None
 
         poller: Poller[T | None] = Poller(PollSchedule(initial=5.0, maximum=30.0, growth=1.5),
-                                          sleep=self.retry.sleep, clock=self.clock)
+                                          sleep=self.retry.sleep, clock=self.poll_clock)
         result = poller.until(attempt, lambda value: value is not None, what=f"warming up deployment {deployment}",
                               timeout=self.settings.warmup_timeout,
                               on_timeout=lambda _: f"Deployment {deployment} still answers DeploymentNotFound "

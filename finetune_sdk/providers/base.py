@@ -82,7 +82,7 @@ class Provider(Generic[S]):
         #: The one retry policy for this provider's requests (providers without requests ignore it).
         self.retry = retry or RetryPolicy(attempts=int(getattr(self.settings, "max_retries", 5)))
         #: The clock provider-side waits (e.g. a deployment being provisioned) measure time with.
-        self.clock: Callable[[], float] = time.monotonic
+        self.poll_clock: Callable[[], float] = time.monotonic
         self._unknown_statuses: set[str] = set()
 
     def __repr__(self) -> str:
