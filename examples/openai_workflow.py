@@ -1,4 +1,4 @@
-"""The whole hosted workflow — validate, upload, create, follow, metrics, deploy, chat — written
+"""The whole hosted workflow — validate, upload, create, follow, metrics, deploy, chat, clean up — written
 once and run against OpenAI or Azure OpenAI by switching the profile.
 
     python examples/openai_workflow.py [openai|azure]
@@ -40,6 +40,12 @@ def workflow(client: FineTuneClient) -> None:
     deployment = client.deployments.create(job, name="contacts")
     print("deployed as", deployment.name)
     print("reply:", client.chat(deployment, "Tom is 27 and lives in Denver.").content)
+
+    # Housekeeping; from a shell: finetune deployments list, finetune files list, finetune files delete ID.
+    print("deployments:", [d.name for d in client.deployments.list()])
+    for file_id in filter(None, (job.training_file, job.validation_file)):
+        client.files.delete(file_id)  # the fine-tune no longer needs its data; don't keep it on the provider
+    print("files left:", [(f.filename, f.purpose) for f in client.files.list()])
 
 
 def main() -> int:

@@ -27,6 +27,18 @@ def test_demo_quick(tmp_path: Path) -> None:
             assert phase in out
         assert "exact match: base" in out and "held-out examples" in out
         assert "finetune chat contacts-demo" in out and "finetune serve --model ft:smollm2-135m-instruct" in out
+        hint = "finetune deployments delete contacts-demo --provider local"
+        assert hint in out
+        # The stop hint must work exactly as printed, since users paste it.
+        stop = subprocess.run([sys.executable, "-m", "finetune_sdk", *hint.split()[1:]], capture_output=True,
+                              text=True, env=env, timeout=120)
+        assert stop.returncode == 0, stop.stderr
+        left = subprocess.run([sys.executable, "-m", "finetune_sdk", "deployments", "list", "--provider", "local",
+                               "--json"], capture_output=True, text=True, env=env, timeout=120)
+        assert left.returncode == 0 and left.stdout.strip() == "[]", left.stdout + left.stderr
+        from finetune_sdk.providers.local.serving import running_server
+
+        assert running_server(tmp_path / "home") is None, "the hint says it stops the background server"
     finally:
         subprocess.run([sys.executable, "-c", "from finetune_sdk import FineTuneClient; "
                         "c = FineTuneClient('local', ledger=False); "

@@ -5,7 +5,8 @@ a failed job); 2 usage or configuration error; 130 interrupted. ``--json`` outpu
 stable, documented shape (docs/cli.md).
 
 Commands live in submodules by theme: data.py (validate, estimate, convert, split),
-jobs.py (train, jobs, deploy, chat), serve.py (emulator, demo, ...).
+jobs.py (train, jobs, deploy, chat), resources.py (deployments, models, files),
+serve.py (emulator, demo, ...).
 """
 
 from __future__ import annotations
@@ -63,4 +64,4 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(EXIT_INTERRUPTED)
 
 
-from . import data, jobs, serve  # noqa: E402,F401  (registers the commands)
+from . import data, jobs, resources, serve  # noqa: E402,F401  (registers the commands)

@@ -201,6 +201,6 @@ def demo(
               f"--system \"{system}\"\n"
               f"Serve it yourself (OpenAI-compatible, with the fine-tuning API too):\n"
               f"  finetune serve --model {job.fine_tuned_model} --port 8000\n"
-              f"Stop the background server: python -c \"from finetune_sdk import FineTuneClient; "
-              f"FineTuneClient('local').deployments.delete('{DEMO_DEPLOYMENT}')\"", markup=False)
+              f"Stop the background server:\n"
+              f"  finetune deployments delete {DEMO_DEPLOYMENT} --provider local", markup=False)
     raise typer.Exit(EXIT_OK if margin >= 0.3 or quick else EXIT_PROBLEM)

@@ -139,6 +139,9 @@ class AzureProvider(OpenAIProvider[AzureSettings]):
             body["trainingType"] = self.settings.training_type
         return body
 
+    def is_fine_tuned(self, model: str) -> bool:
+        return ".ft-" in model  # {base}.ft-{32 hex}, checkpoints with :ckpt-step-N
+
     def delete_model(self, model: str) -> None:
         raise UnsupportedOperation("deleting a fine-tuned model", self.name,
                                    "Delete it in the Azure AI Foundry portal; delete its deployments with "

@@ -255,9 +255,13 @@ class OpenAIProvider(HTTPProvider[SW]):
         return merge_points(points_from_events(self.list_events(job_id)), from_csv)
 
     # -- models, deployments, chat
+    def is_fine_tuned(self, model: str) -> bool:
+        """Whether a model id names a fine-tune (OpenAI: ``ft:base:org:suffix:id``)."""
+        return model.startswith("ft:")
+
     def list_models(self) -> list[ModelInfo]:
         return [ModelInfo(id=m["id"], created_at=from_timestamp(m.get("created")), owned_by=m.get("owned_by") or "",
-                          fine_tuned=m["id"].startswith("ft:")) for m in self.http.pages("/models")]
+                          fine_tuned=self.is_fine_tuned(m["id"])) for m in self.http.pages("/models")]
 
     def delete_model(self, model: str) -> None:
         self.http.request("DELETE", f"/models/{model}", describe=f"deleting {model}")

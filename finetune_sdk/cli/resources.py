@@ -1,0 +1,156 @@
+"""Resource commands: deployments (list, delete), models (list, delete), files (list, upload, delete).
+
+They are thin views over ``client.deployments``, ``client.models`` and ``client.files``:
+a provider's errors reach ``main()``, which maps them to exit 1 (not found, unsupported,
+provider errors) or 2 (configuration).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..types import Deployment, File, ModelInfo
+from . import ExistingFile, app, out
+from .jobs import ConfigOpt, JsonOpt, ProfileOpt, ProviderOpt, _client
+
+deployments_app = typer.Typer(help="Deployments: the fine-tunes a provider serves under a name.",
+                              no_args_is_help=True, rich_markup_mode=None)
+models_app = typer.Typer(help="Models a provider can serve: base models and fine-tunes.", no_args_is_help=True,
+                         rich_markup_mode=None)
+files_app = typer.Typer(help="Files uploaded to a provider (training data, results).", no_args_is_help=True,
+                        rich_markup_mode=None)
+app.add_typer(deployments_app, name="deployments")
+app.add_typer(models_app, name="models")
+app.add_typer(files_app, name="files")
+
+
+def _json(item: Deployment | File | ModelInfo) -> dict[str, Any]:
+    # The provider's raw payload differs between providers; the documented shape must not.
+    return item.model_dump(mode="json", exclude={"raw"})
+
+
+def _when(value: datetime | None) -> str:
+    return f"{value:%Y-%m-%d %H:%M:%S}" if value else ""
+
+
+def _table(*columns: str) -> Table:
+    table = Table(*columns)
+    # An id cut to "ft:gpt-4o-mini-…" cannot be pasted into the next command: wrap it, never elide it.
+    table.columns[0].overflow = "fold"
+    return table
+
+
+def _print_table(table: Table, empty: str, rows: int) -> None:
+    if not rows:
+        out.print(empty, markup=False)
+    elif out.is_terminal:
+        out.print(table)
+    else:
+        # Piped output feeds grep and scripts: one row per line, whatever width rich would guess (80).
+        width = out.measure(table, options=out.options.update_width(100_000)).maximum
+        Console(highlight=False, width=max(out.width, width)).print(table)
+
+
+def _deleted(what: str, ident: str, provider: str, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"deleted": True, "id": ident}))
+    else:
+        out.print(f"deleted {what} {ident} on {provider}", markup=False)
+
+
+@deployments_app.command("list")
+def deployments_list(profile: Optional[str] = ProfileOpt, provider: Optional[str] = ProviderOpt,
+                     config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Deployments of one provider (OpenAI: every fine-tuned model, which it serves without deploying)."""
+    deployments = _client(profile, provider, config).deployments.list()
+    if as_json:
+        print(json.dumps([_json(d) for d in deployments]))
+        return
+    table = _table("name", "model", "status", "ready", "base URL", "job")
+    for d in deployments:
+        status = d.status if not d.raw_status or d.raw_status == d.status else f"{d.status} ({d.raw_status})"
+        table.add_row(d.name, d.model, status, "yes" if d.ready else "no", d.base_url or "", d.job_id or "")
+    _print_table(table, "No deployments.", len(deployments))
+
+
+@deployments_app.command("delete")
+def deployments_delete(name: str = typer.Argument(..., help="The deployment's name."),
+                       profile: Optional[str] = ProfileOpt, provider: Optional[str] = ProviderOpt,
+                       config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Delete a deployment (local: the background server stops with the last one)."""
+    client = _client(profile, provider, config)
+    client.deployments.delete(name)
+    _deleted("deployment", name, client.provider.name, as_json)
+
+
+@models_app.command("list")
+def models_list(fine_tuned: bool = typer.Option(False, "--fine-tuned", help="Only fine-tuned models."),
+                profile: Optional[str] = ProfileOpt, provider: Optional[str] = ProviderOpt,
+                config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Models the provider can serve: base models and fine-tunes."""
+    models = [m for m in _client(profile, provider, config).models.list() if m.fine_tuned or not fine_tuned]
+    if as_json:
+        print(json.dumps([_json(m) for m in models]))
+        return
+    table = _table("id", "owned by", "fine-tuned", "created")
+    for m in models:
+        table.add_row(m.id, m.owned_by, "yes" if m.fine_tuned else "no", _when(m.created_at))
+    _print_table(table, "No fine-tuned models." if fine_tuned else "No models.", len(models))
+
+
+@models_app.command("delete")
+def models_delete(model: str = typer.Argument(..., help="The fine-tuned model's id."),
+                  profile: Optional[str] = ProfileOpt, provider: Optional[str] = ProviderOpt,
+                  config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Delete a fine-tuned model (OpenAI; base models cannot be deleted)."""
+    client = _client(profile, provider, config)
+    client.models.delete(model)
+    _deleted("model", model, client.provider.name, as_json)
+
+
+@files_app.command("list")
+def files_list(purpose: Optional[str] = typer.Option(None, "--purpose", help="Only files of this purpose, "
+                                                                              "e.g. fine-tune."),
+               profile: Optional[str] = ProfileOpt, provider: Optional[str] = ProviderOpt,
+               config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Files uploaded to the provider, oldest first."""
+    files = _client(profile, provider, config).files.list(purpose=purpose)
+    if as_json:
+        print(json.dumps([_json(f) for f in files]))
+        return
+    table = _table("id", "filename", "bytes", "purpose", "status", "created")
+    for f in files:
+        table.add_row(f.id, f.filename, f"{f.bytes:,}", f.purpose, f.status, _when(f.created_at))
+    _print_table(table, "No files.", len(files))
+
+
+@files_app.command("upload")
+def files_upload(path: Path = ExistingFile,
+                 purpose: str = typer.Option("fine-tune", "--purpose", help="The file's purpose."),
+                 profile: Optional[str] = ProfileOpt, provider: Optional[str] = ProviderOpt,
+                 config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Upload a file as it is (check a dataset first with `finetune validate`; `finetune train` does both)."""
+    client = _client(profile, provider, config)
+    f = client.files.upload(path, purpose=purpose)
+    if as_json:
+        print(json.dumps(_json(f)))
+    else:
+        out.print(f"uploaded {path} as {f.id} on {client.provider.name} ({f.bytes:,} bytes, {f.status})",
+                  markup=False)
+
+
+@files_app.command("delete")
+def files_delete(file_id: str = typer.Argument(..., help="The file's id."),
+                 profile: Optional[str] = ProfileOpt, provider: Optional[str] = ProviderOpt,
+                 config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Delete an uploaded file."""
+    client = _client(profile, provider, config)
+    client.files.delete(file_id)
+    _deleted("file", file_id, client.provider.name, as_json)
