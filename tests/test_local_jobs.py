@@ -23,7 +23,7 @@ from safetensors.torch import load_file  # noqa: E402
 
 from finetune_sdk import FineTuneClient  # noqa: E402
 from finetune_sdk.errors import BadRequestError, DatasetError, JobFailedError  # noqa: E402
-from finetune_sdk.providers.local.tiny import make_tiny_model  # noqa: E402
+from finetune_sdk.providers.local.training.tiny import make_tiny_model  # noqa: E402
 from finetune_sdk.types import JobStatus  # noqa: E402
 from finetune_sdk.waiting import PollSchedule  # noqa: E402
 
@@ -115,8 +115,8 @@ def test_bad_input_fails_early_and_clearly(tiny: str, tmp_path: Path) -> None:
 def test_training_failures_end_the_job_with_advice(tiny: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    failure: str, code: str, advice: str) -> None:
     """The training process itself is run in-process here, so a failure can be injected into it."""
-    from finetune_sdk.providers.local import trainer as trainer_mod
-    from finetune_sdk.providers.local.train import JobRunner
+    from finetune_sdk.providers.local.training import trainer as trainer_mod
+    from finetune_sdk.providers.local.training.train import JobRunner
 
     c = FineTuneClient("local", home=str(tmp_path / "home"), ledger=False, poll=FAST, launcher="true")
     job = c.jobs.create(model=tiny, training_file=chat_file(tmp_path / "t.jsonl"), hyperparameters={"batch_size": 4})
@@ -135,9 +135,9 @@ def test_training_failures_end_the_job_with_advice(tiny: str, tmp_path: Path, mo
 
 def test_non_finite_loss_is_detected(tiny: str) -> None:
     from finetune_sdk.providers.local import models
-    from finetune_sdk.providers.local.batching import ChatRenderer
-    from finetune_sdk.providers.local.hparams import TrainConfig
-    from finetune_sdk.providers.local.trainer import Dist, NonFiniteLoss, Trainer
+    from finetune_sdk.providers.local.jobs.hparams import TrainConfig
+    from finetune_sdk.providers.local.training.batching import ChatRenderer
+    from finetune_sdk.providers.local.training.trainer import Dist, NonFiniteLoss, Trainer
 
     resolved = models.resolve_base_model(tiny)
     tok = models.load_tokenizer(resolved)

@@ -88,7 +88,7 @@ def serve(
 
         from ..config import finetune_home
         from ..providers.local.provider import LocalProvider, LocalSettings
-        from ..providers.local.serving import ModelHost
+        from ..providers.local.serving.host import ModelHost
         from ..server import ServerConfig, create_app
     except ImportError as exc:
         fail(f"serving needs the local and serve extras: pip install 'finetune-sdk[local,serve]' ({exc})")

@@ -1,7 +1,7 @@
 """The local backend: fine-tune open-weights models on this machine, as jobs that behave
 like hosted ones (statuses, events, metrics, checkpoints, cancel, pause, resume).
 
-Each job runs as its own OS process (``python -m finetune_sdk.providers.local.train JOB_DIR``,
+Each job runs as its own OS process (``python -m finetune_sdk.providers.local.training.train JOB_DIR``,
 or under ``torchrun`` / ``accelerate launch`` via the ``launcher`` setting); state lives in
 ``FINETUNE_HOME/jobs/<id>/``. This class is the job store and the process launcher.
 """
@@ -23,8 +23,8 @@ from ...metrics import points_from_events
 from ...types import (Checkpoint, Deployment, DeploySpec, Event, File, Job, JobSpec, JobStatus, MetricPoint,
                       ModelInfo, from_timestamp)
 from ..base import Capability, Provider
-from .hparams import train_config
-from .store import TERMINAL, FileStore, JobRecord, JobStore, process_alive, process_started_at, read_json
+from .jobs.hparams import train_config
+from .jobs.store import TERMINAL, FileStore, JobRecord, JobStore, process_alive, process_started_at, read_json
 
 __all__ = ["LocalProvider", "LocalSettings"]
 
@@ -53,7 +53,7 @@ class LocalProvider(Provider):
     Settings = LocalSettings
 
     def __init__(self, settings: LocalSettings | None = None, *, host: Any = None, **kwargs: Any) -> None:
-        """``host``: a :class:`~finetune_sdk.providers.local.serving.ModelHost` when this provider runs inside
+        """``host``: a :class:`~finetune_sdk.providers.local.serving.host.ModelHost` when this provider runs inside
         the inference server (chat is then served in-process); otherwise chat and deployments go
         through the background server."""
         super().__init__(settings, **kwargs)
@@ -167,7 +167,7 @@ class LocalProvider(Provider):
         d = self._dir(job_id)
         python = s.python or sys.executable
         prefix = [python] if s.launcher.strip() in ("", "python") else shlex.split(s.launcher)
-        cmd = prefix + ["-m", "finetune_sdk.providers.local.train", str(d)]
+        cmd = prefix + ["-m", "finetune_sdk.providers.local.training.train", str(d)]
         log = open(d / "train.log", "ab")
         try:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -339,20 +339,20 @@ class LocalProvider(Provider):
 
     # ------------------------------------------------------------------ export and publish
     def export(self, job_id: str, *, format: str, out: Path, **options: Any) -> Any:
-        from .export import export_job
+        from .publish.export import export_job
 
         self._dir(job_id)
         return export_job(self.home, job_id, format=format, out=Path(out), **options)  # type: ignore[arg-type]
 
     def push_to_hub(self, job_id: str, repo_id: str, **options: Any) -> Any:
-        from .hub import push_job_to_hub
+        from .publish.hub import push_job_to_hub
 
         self._dir(job_id)
         return push_job_to_hub(self.home, job_id, repo_id, **options)
 
     # ------------------------------------------------------------------ serving
     def _server(self) -> Any:
-        from .serving import ensure_server
+        from .serving.host import ensure_server
 
         s: LocalSettings = self.settings  # type: ignore[assignment]
         return ensure_server(self.home, device=s.device, python=s.python)
@@ -425,7 +425,7 @@ class LocalProvider(Provider):
         """Serve ``model`` from the background server (started if needed); waits until it answers."""
         import re
 
-        from .serving import Deployments
+        from .serving.host import Deployments
 
         self._servable(model)
         name = spec.name or model
@@ -439,7 +439,7 @@ class LocalProvider(Provider):
                           ready=True, base_url=info.base_url, created_at=from_timestamp(int(time.time())))
 
     def get_deployment(self, name: str) -> Deployment:
-        from .serving import Deployments, running_server
+        from .serving.host import Deployments, running_server
 
         entry = Deployments(self.home).read().get(name)
         if entry is None:
@@ -452,13 +452,13 @@ class LocalProvider(Provider):
                           created_at=from_timestamp(int(entry.get("created_at", 0))))
 
     def list_deployments(self) -> list[Deployment]:
-        from .serving import Deployments
+        from .serving.host import Deployments
 
         return [self.get_deployment(name) for name in Deployments(self.home).read()]
 
     def delete_deployment(self, name: str) -> None:
         """Remove a deployment; the background server shuts down with the last one."""
-        from .serving import Deployments, stop_server
+        from .serving.host import Deployments, stop_server
 
         registry = Deployments(self.home)
         if not registry.remove(name):

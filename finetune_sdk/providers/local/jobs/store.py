@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 
 from pydantic import BaseModel, Field
 
-from ...types import Event, File, JobError, JobSpec, from_timestamp
+from ....types import Event, File, JobError, JobSpec, from_timestamp
 
 __all__ = ["JobRecord", "JobStore", "FileStore", "file_lock", "process_alive", "process_started_at", "TERMINAL"]
 

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..._secrets import get_logger, register_secret
-from ...errors import BadRequestError, NotFoundError, ProviderError
-from ...types import ChatDelta, ChatResponse, ModelInfo, Usage, from_timestamp
-from .store import JobStore, file_lock, process_alive, process_started_at
+from ...._secrets import get_logger, register_secret
+from ....errors import BadRequestError, NotFoundError, ProviderError
+from ....types import ChatDelta, ChatResponse, ModelInfo, Usage, from_timestamp
+from ..jobs.store import JobStore, file_lock, process_alive, process_started_at
 
 __all__ = ["ModelHost", "ServerInfo", "ensure_server", "stop_server", "running_server", "Deployments",
            "MAX_COMPLETION_TOKENS"]
@@ -96,7 +96,7 @@ class ModelHost:
 
     def add_base(self, name: str) -> str:
         """Serve a base model chosen by the operator (an alias, a directory or a Hub id); returns its id."""
-        from .models import resolve_base_model
+        from ..models import resolve_base_model
 
         resolved = resolve_base_model(name)
         model_id = resolved.name if resolved.source != "local" else Path(resolved.path).name
@@ -108,8 +108,8 @@ class ModelHost:
         with self._lock:
             engine = self.engines.get(key)
             if engine is None:
+                from ..models import ResolvedModel, load_model, load_tokenizer
                 from .inference import Engine
-                from .models import ResolvedModel, load_model, load_tokenizer
 
                 resolved = ResolvedModel(name=Path(weights).name, path=Path(weights), source="local")
                 tokenizer = load_tokenizer(resolved)
@@ -143,7 +143,7 @@ class ModelHost:
         target = alias["model"] if alias else model_id
         if target in self.bases:
             return self._engine(self.bases[target]), None, target
-        from .models import ALIASES, resolve_base_model
+        from ..models import ALIASES, resolve_base_model
 
         if target.lower() in ALIASES:
             canonical = ALIASES[target.lower()]
@@ -171,7 +171,7 @@ class ModelHost:
         return self._engine(job_dir / "model"), None, target
 
     def list_models(self) -> list[ModelInfo]:
-        from .models import DEFAULT_BASE_MODEL
+        from ..models import DEFAULT_BASE_MODEL
 
         ids = dict.fromkeys([DEFAULT_BASE_MODEL, *self.bases])
         out = [ModelInfo(id=i, owned_by="local") for i in ids]

@@ -1,4 +1,4 @@
-"""The training process: ``python -m finetune_sdk.providers.local.train JOB_DIR``.
+"""The training process: ``python -m finetune_sdk.providers.local.training.train JOB_DIR``.
 
 One OS process per job (so a notebook or application never blocks or dies with it),
 runnable unchanged under ``torchrun`` / ``accelerate launch``. It validates the data,
@@ -30,8 +30,8 @@ def _now() -> float:
 
 class JobRunner:
     def __init__(self, job_dir: Path) -> None:
-        from ...types import Event  # noqa: F401  (import errors surface early, in the log)
-        from .store import JobStore
+        from ....types import Event  # noqa: F401  (import errors surface early, in the log)
+        from ..jobs.store import JobStore
         from .trainer import Dist
 
         self.job_dir = job_dir.resolve()
@@ -46,7 +46,7 @@ class JobRunner:
 
     # ------------------------------------------------------------------ reporting
     def event(self, message: str, *, level: str = "info", data: dict[str, Any] | None = None) -> None:
-        from ...types import Event, from_timestamp
+        from ....types import Event, from_timestamp
 
         if not self.dist.main:
             return
@@ -61,7 +61,7 @@ class JobRunner:
             self.store.update(self.job_id, status=status, **fields)
 
     def fail(self, code: str, message: str, param: str | None = None) -> int:
-        from ...types import JobError
+        from ....types import JobError
 
         self.event(message, level="error")
         self.status("failed", finished_at=_now(), error=JobError(code=code, message=message, param=param))
@@ -79,7 +79,7 @@ class JobRunner:
 
     # ------------------------------------------------------------------ phases
     def _validate(self, record: Any, cfg: Any) -> bool:
-        from ...data.validate import validate
+        from ....data.validate import validate
 
         train = self.job_dir / "train.jsonl"
         report = validate(train, model=None, method=cfg.method if cfg.method != "supervised" else None,
@@ -99,7 +99,7 @@ class JobRunner:
 
     def _wait_for_device(self, stack: ExitStack, device_key: str) -> None:
         """Hold the device's lock for the rest of the run; while another job holds it, stay queued."""
-        from .store import file_lock
+        from ..jobs.store import file_lock
         from .trainer import StopTraining
 
         lock_path = self.home / "locks" / f"{device_key}.lock"
@@ -123,9 +123,9 @@ class JobRunner:
     def run(self) -> int:
         import torch
 
-        from ...errors import FineTuneError
-        from ...metrics import points_from_events, to_results_csv
-        from .hparams import TrainConfig
+        from ....errors import FineTuneError
+        from ....metrics import points_from_events, to_results_csv
+        from ..jobs.hparams import TrainConfig
         from .trainer import NonFiniteLoss, StopTraining
 
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "signalled", "cancel"))
@@ -211,8 +211,8 @@ class JobRunner:
     def _build(self, cfg: Any, record: Any, device: Any) -> tuple[Any, Any]:
         import torch
 
-        from ...data.records import detect_format
-        from . import models
+        from ....data.records import detect_format
+        from .. import models
         from .batching import ChatRenderer, tokenize_example
         from .trainer import Trainer
 
@@ -444,7 +444,7 @@ class JobRunner:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or not (Path(args[0]) / "job.json").is_file():
-        print("usage: python -m finetune_sdk.providers.local.train JOB_DIR  (a directory holding job.json)",
+        print("usage: python -m finetune_sdk.providers.local.training.train JOB_DIR  (a directory holding job.json)",
               file=sys.stderr)
         return 2
     return JobRunner(Path(args[0])).run()

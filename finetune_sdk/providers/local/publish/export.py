@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ...errors import FineTuneError
-from .store import JobRecord, JobStore
+from ....errors import FineTuneError
+from ..jobs.store import JobRecord, JobStore
 
 __all__ = ["VLLM_LORA_RANKS", "ExportError", "ExportResult", "export_job", "write_llama_gguf"]
 
@@ -173,7 +173,7 @@ class _JobSource:
         if recorded and (Path(recorded) / "config.json").is_file():
             self._base_dir = Path(recorded)
             return self._base_dir
-        from . import models
+        from .. import models
 
         try:
             resolved = models.resolve_base_model(self.record.spec.model, trust_remote_code=self.trust_remote_code)
@@ -185,7 +185,7 @@ class _JobSource:
 
     def embedded_upstream(self) -> str | None:
         """The Hub id of the embedded base model, when the job used it."""
-        from . import models
+        from .. import models
 
         canonical = models.ALIASES.get(str(self.record.spec.model).strip().lower())
         if canonical is None:
@@ -327,7 +327,7 @@ def _write_merged(source: _JobSource, dest: Path) -> list[str]:
     except ImportError as exc:
         raise ExportError("Merging an adapter needs torch, transformers and peft: "
                           "pip install 'finetune-sdk[local]'") from exc
-    from . import models
+    from .. import models
 
     base_dir = source.base_dir()
     base_cfg = _read_config(base_dir)

@@ -1,0 +1,10 @@
+"""The local trainer: the job process and the kernels it runs.
+
+:mod:`.train` is the process entry point (``python -m finetune_sdk.providers.local.training.train
+JOB_DIR``) that validates, waits for its device, trains and records; :mod:`.trainer` is the
+optimisation loop; :mod:`.batching` tokenizes with loss masks and packs without padding;
+:mod:`.loss`, :mod:`.attention` and :mod:`.fused` are the chunked loss, per-sequence
+attention and fused layers that keep it fast and lean; :mod:`.tiny` writes a tiny random
+model for tests and examples. Everything here but :mod:`.train`'s entry point imports
+torch, so nothing is imported from this package until a job actually trains.
+"""
