@@ -20,7 +20,8 @@ openai = pytest.importorskip("openai")
 
 from finetune_sdk import FineTuneClient  # noqa: E402
 from finetune_sdk.providers.local.provider import LocalProvider, LocalSettings  # noqa: E402
-from finetune_sdk.providers.local.serving.host import ModelHost, running_server  # noqa: E402
+from finetune_sdk.providers.local.serving.background import running_server  # noqa: E402
+from finetune_sdk.providers.local.serving.host import ModelHost  # noqa: E402
 from finetune_sdk.providers.local.training.tiny import make_tiny_model  # noqa: E402
 from finetune_sdk.server import ServerConfig, create_app  # noqa: E402
 from finetune_sdk.testing import ThreadedServer  # noqa: E402

@@ -352,7 +352,7 @@ class LocalProvider(Provider):
 
     # ------------------------------------------------------------------ serving
     def _server(self) -> Any:
-        from .serving.host import ensure_server
+        from .serving.background import ensure_server
 
         s: LocalSettings = self.settings  # type: ignore[assignment]
         return ensure_server(self.home, device=s.device, python=s.python)
@@ -425,7 +425,7 @@ class LocalProvider(Provider):
         """Serve ``model`` from the background server (started if needed); waits until it answers."""
         import re
 
-        from .serving.host import Deployments
+        from .serving.deployments import Deployments
 
         self._servable(model)
         name = spec.name or model
@@ -439,7 +439,8 @@ class LocalProvider(Provider):
                           ready=True, base_url=info.base_url, created_at=from_timestamp(int(time.time())))
 
     def get_deployment(self, name: str) -> Deployment:
-        from .serving.host import Deployments, running_server
+        from .serving.background import running_server
+        from .serving.deployments import Deployments
 
         entry = Deployments(self.home).read().get(name)
         if entry is None:
@@ -452,13 +453,14 @@ class LocalProvider(Provider):
                           created_at=from_timestamp(int(entry.get("created_at", 0))))
 
     def list_deployments(self) -> list[Deployment]:
-        from .serving.host import Deployments
+        from .serving.deployments import Deployments
 
         return [self.get_deployment(name) for name in Deployments(self.home).read()]
 
     def delete_deployment(self, name: str) -> None:
         """Remove a deployment; the background server shuts down with the last one."""
-        from .serving.host import Deployments, stop_server
+        from .serving.background import stop_server
+        from .serving.deployments import Deployments
 
         registry = Deployments(self.home)
         if not registry.remove(name):
