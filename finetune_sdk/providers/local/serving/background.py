@@ -20,9 +20,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...._filelock import file_lock
 from ...._secrets import register_secret
 from ....errors import ProviderError
-from ..jobs.store import file_lock, process_alive, process_started_at
+from ..jobs.store import process_alive, process_started_at
 
 __all__ = ["ServerInfo", "ensure_server", "running_server", "stop_server"]
 

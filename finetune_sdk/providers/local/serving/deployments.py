@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..jobs.store import file_lock
+from ...._filelock import file_lock
 
 __all__ = ["Deployments"]
 

@@ -99,7 +99,7 @@ class JobRunner:
 
     def _wait_for_device(self, stack: ExitStack, device_key: str) -> None:
         """Hold the device's lock for the rest of the run; while another job holds it, stay queued."""
-        from ..jobs.store import file_lock
+        from ...._filelock import file_lock
         from .trainer import StopTraining
 
         lock_path = self.home / "locks" / f"{device_key}.lock"
