@@ -1,9 +1,10 @@
 """The background inference server of a ``FINETUNE_HOME``: start it, find it, stop it.
 
 ``client.deployments.create(job)`` needs a server to chat with; :func:`ensure_server`
-starts one (``finetune serve``) in its own session on a free loopback port with a random
-API key, passed through the environment (never the command line, which other users can
-read). Its pid, port and key are kept in ``FINETUNE_HOME/serve/server.json`` (mode 0600);
+starts one (``python -m finetune_sdk.server.local``, the module behind ``finetune serve``;
+a provider never goes through the CLI) in its own session on a free loopback port with a
+random API key, passed through the environment (never the command line, which other users
+can read). Its pid, port and key are kept in ``FINETUNE_HOME/serve/server.json`` (mode 0600);
 there is at most one per home, guarded by a file lock.
 """
 
@@ -25,7 +26,13 @@ from ...._secrets import register_secret
 from ....errors import ProviderError
 from ..jobs.store import process_alive, process_started_at
 
-__all__ = ["ServerInfo", "ensure_server", "running_server", "stop_server"]
+__all__ = ["SERVER_MODULE", "ServerInfo", "ensure_server", "running_server", "stop_server"]
+
+#: What runs as the background server. Named, not imported: importing the server package
+#: would load fastapi into every client process.
+SERVER_MODULE = "finetune_sdk.server.local"
+#: Where that module reads its API key (its API_KEY_ENV).
+API_KEY_ENV = "FINETUNE_SERVE_API_KEY"
 
 
 @dataclass
@@ -84,11 +91,11 @@ def ensure_server(home: Path, *, device: str = "auto", python: str | None = None
         port = _free_port()
         log = open(home / "serve" / "server.log", "ab")
         try:
-            proc = subprocess.Popen([python or sys.executable, "-m", "finetune_sdk", "serve", "--host", "127.0.0.1",
+            proc = subprocess.Popen([python or sys.executable, "-m", SERVER_MODULE, "--host", "127.0.0.1",
                                      "--port", str(port), "--home", str(home), "--device", device],
                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True,
-                                    env={**os.environ, "FINETUNE_SERVE_API_KEY": key, "PYTHONUNBUFFERED": "1"})
+                                    env={**os.environ, API_KEY_ENV: key, "PYTHONUNBUFFERED": "1"})
         finally:
             log.close()
         info = ServerInfo(pid=proc.pid, pid_started_at=process_started_at(proc.pid), host="127.0.0.1", port=port,
