@@ -23,8 +23,10 @@ from finetune_sdk.providers.local.training.batching import (  # noqa: E402
     IGNORE,
     ChatRenderer,
     Tokens,
+    UnsupportedContent,
     build_micro_batch,
     pack,
+    tokenize_example,
 )
 from finetune_sdk.providers.local.training.loss import (  # noqa: E402
     dpo_loss,
@@ -81,6 +83,28 @@ def test_tool_calls_are_trained_tool_results_are_not(tok) -> None:  # type: igno
 def test_truncation_is_flagged(tok) -> None:  # type: ignore[no-untyped-def]
     seq = ChatRenderer(tok, 12).chat([{"role": "user", "content": "hello " * 20}, {"role": "assistant", "content": "x"}])
     assert seq.truncated and len(seq) == 12
+
+
+def test_images_are_refused_never_dropped(tok) -> None:  # type: ignore[no-untyped-def]
+    """A text-only model cannot learn from an image: an image part raises, saying where it is."""
+    r = ChatRenderer(tok, 512)
+    img = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+    ask = {"type": "text", "text": "What is this?"}
+    messages = [{"role": "user", "content": [ask, img]}, {"role": "assistant", "content": "A cat."}]
+    with pytest.raises(UnsupportedContent, match=r"messages\[0\]\.content\[1\] is an image.*text-only"):
+        tokenize_example(r, {"messages": messages}, "chat")
+    pair = {"input": {"messages": [{"role": "user", "content": [img]}]},
+            "preferred_output": [{"role": "assistant", "content": "A cat."}],
+            "non_preferred_output": [{"role": "assistant", "content": "A dog."}]}
+    with pytest.raises(UnsupportedContent, match=r"input\.messages\[0\]\.content\[0\] is an image"):
+        tokenize_example(r, pair, "preference")
+    with pytest.raises(UnsupportedContent, match="message 0, content part 1 is an image"):  # the renderer itself
+        r.chat(messages)
+    with pytest.raises(UnsupportedContent, match="'input_audio' part"):  # nothing of another kind is dropped either
+        r.chat([{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}])
+    text_parts = r.chat([{"role": "user", "content": [ask]}, {"role": "assistant", "content": [
+        {"type": "text", "text": "A "}, {"type": "text", "text": "cat."}]}])
+    assert trained_text(tok, text_parts) == "A cat.<|im_end|>"
 
 
 def test_generation_markers_not_needed_with_a_default_system_prompt(tok) -> None:  # type: ignore[no-untyped-def]

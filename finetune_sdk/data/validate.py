@@ -66,6 +66,7 @@ class _Options:
     hosted: bool
     max_issues: int
     context_limit: int | None
+    images: bool = True
 
 
 @dataclass
@@ -94,7 +95,7 @@ class _Scanner:
     def __init__(self, options: _Options, counter: Any) -> None:
         self.o = options
         self.counter = counter
-        self.ctx = Context(method=options.method, hosted=options.hosted)
+        self.ctx = Context(method=options.method, hosted=options.hosted, images=options.images)
         self.p = _Partial()
         self._loads = json.JSONDecoder(parse_constant=_reject_constant, parse_int=_parse_int).decode
 
@@ -501,6 +502,7 @@ def validate(
     workers: int | None = None,
     max_issues: int = 1000,
     progress: ProgressCallback | None = None,
+    images: bool = True,
 ) -> DatasetReport:
     """Validate a JSONL fine-tuning dataset without ever raising on its content.
 
@@ -521,6 +523,10 @@ def validate(
         max_issues: at most this many errors and this many warnings are listed
             (all are counted in ``error_counts`` / ``warning_counts``).
         progress: ``progress(bytes_done, bytes_total)``, called as the scan advances.
+        images: whether the target can train on images. ``False`` for the local trainer,
+            which trains text-only models: every example with an image part is then an
+            error (``images_not_supported_by_model``) on its line, so that no image is
+            ever dropped without a word.
 
     Returns:
         A :class:`DatasetReport`; ``report.ok`` is True when there are no errors.
@@ -544,7 +550,8 @@ def validate(
     facts = catalog.lookup(model)
     options = _Options(model=model, method=method,
                        hosted=facts is not None if hosted is None else hosted,
-                       max_issues=max_issues, context_limit=facts.context_limit if facts else None)
+                       max_issues=max_issues, context_limit=facts.context_limit if facts else None,
+                       images=images)
     report, partials = _report(p, options, workers, progress, n_epochs=n_epochs)
     if validation_file is not None:
         v = Path(validation_file)

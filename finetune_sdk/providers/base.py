@@ -59,6 +59,7 @@ class Provider:
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
     #: True for hosted services (OpenAI, Azure): datasets then follow their hard rules.
     hosted: ClassVar[bool] = True
+    accepts_images: ClassVar[bool] = True  # training data may hold image parts (vision fine-tuning)
     Settings: ClassVar[type[ProviderSettings]] = ProviderSettings
 
     def __init__(self, settings: ProviderSettings | None = None, **_: Any) -> None:

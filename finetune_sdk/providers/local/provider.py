@@ -8,6 +8,7 @@ or under ``torchrun`` / ``accelerate launch`` via the ``launcher`` setting); sta
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ...config import ProviderSettings, finetune_home, setting
-from ...errors import BadRequestError, NotFoundError
+from ...errors import BadRequestError, DatasetError, NotFoundError
 from ...metrics import points_from_events
 from ...types import (Checkpoint, Deployment, DeploySpec, Event, File, Job, JobSpec, JobStatus, MetricPoint,
                       ModelInfo, from_timestamp)
@@ -27,6 +28,8 @@ from .jobs.hparams import train_config
 from .jobs.store import TERMINAL, FileStore, JobRecord, JobStore, process_alive, process_started_at, read_json
 
 __all__ = ["LocalProvider", "LocalSettings"]
+
+_IMAGE_LINES_LISTED = 20  # line numbers named in the refusal of data with images; the rest are counted
 
 
 class LocalSettings(ProviderSettings):
@@ -46,6 +49,7 @@ class LocalProvider(Provider):
 
     name = "local"
     hosted = False
+    accepts_images = False  # text-only base models: data with images is refused (create_job), never dropped
     capabilities = frozenset({Capability.UPLOAD, Capability.FILES, Capability.CREATE_JOB, Capability.EVENTS,
                               Capability.CHECKPOINTS, Capability.METRICS, Capability.CANCEL, Capability.PAUSE,
                               Capability.RESUME, Capability.METADATA_FILTER, Capability.MODELS, Capability.DEPLOY,
@@ -140,6 +144,7 @@ class LocalProvider(Provider):
                 raise BadRequestError(f"invalid {'training' if name == 'train.jsonl' else 'validation'}_file: {fid}",
                                       provider=self.name, status_code=400,
                                       param="training_file" if name == "train.jsonl" else "validation_file") from None
+        self._refuse_images(spec, paths)
         record = JobRecord(id=self.jobs.new_id(), spec=spec, config=cfg.model_dump(), created_at=time.time())
         d = self.jobs.create(record)
         for name, src in paths.items():
@@ -148,6 +153,25 @@ class LocalProvider(Provider):
             record.created_at), message=f"Validating training file: {spec.training_file}"))
         self._launch(record.id)
         return self.get_job(record.id)
+
+    def _refuse_images(self, spec: JobSpec, paths: dict[str, Path]) -> None:
+        """Refuse data with images before anything is created: training would have to drop them."""
+        found = []
+        for name, path in paths.items():
+            lines = _image_lines(path)
+            if lines:
+                which, fid = ("training", spec.training_file) if name == "train.jsonl" else \
+                    ("validation", spec.validation_file)
+                listed = ", ".join(map(str, lines[:_IMAGE_LINES_LISTED]))
+                if len(lines) > _IMAGE_LINES_LISTED:
+                    listed += f" and {len(lines) - _IMAGE_LINES_LISTED} more"
+                found.append(f"the {which} file ({fid}) has images on {len(lines)} line(s): {listed}")
+        if found:
+            what = "; ".join(found)
+            raise DatasetError(f"{what[0].upper()}{what[1:]}. The local trainer fine-tunes text-only models, so it "
+                               f"cannot learn from images, and it never drops them silently. Remove the image parts "
+                               f"(or those examples), or fine-tune a vision model on a hosted provider (e.g. "
+                               f"OpenAI's gpt-4o). finetune_sdk.validate(path, images=False) lists every one.")
 
     def _served_base(self, spec: JobSpec) -> JobSpec:
         """Behind the server, requests may only name the default models or the bases the operator serves."""
@@ -483,3 +507,21 @@ class LocalProvider(Provider):
                 models.append(ModelInfo(id=job.fine_tuned_model, created_at=job.finished_at, owned_by="local",
                                         fine_tuned=True))
         return models
+
+
+def _image_lines(path: Path) -> list[int]:
+    """The 1-based numbers of the lines of a JSONL file whose example holds an image part."""
+    from ...data.records import image_parts
+
+    found = []
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if b"image_url" not in raw:  # most lines of most files: no parsing
+                continue
+            try:
+                example = json.loads(raw.decode("utf-8-sig"))
+            except (ValueError, RecursionError):
+                continue  # a malformed line: the job's own validation reports it
+            if image_parts(example):
+                found.append(lineno)
+    return found

@@ -84,7 +84,7 @@ class JobRunner:
         train = self.job_dir / "train.jsonl"
         report = validate(train, model=None, method=cfg.method if cfg.method != "supervised" else None,
                           hosted=False, validation_file=self.job_dir / "validation.jsonl"
-                          if (self.job_dir / "validation.jsonl").exists() else None, workers=1)
+                          if (self.job_dir / "validation.jsonl").exists() else None, workers=1, images=False)
         (self.job_dir / "validation_report.json").write_text(json.dumps(report.to_json_dict(), indent=1))
         if report.ok:
             self.event(f"Files validated: {report.examples} training examples"
@@ -126,6 +126,7 @@ class JobRunner:
         from ....errors import FineTuneError
         from ....metrics import points_from_events, to_results_csv
         from ..jobs.hparams import TrainConfig
+        from .batching import UnsupportedContent
         from .trainer import NonFiniteLoss, StopTraining
 
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "signalled", "cancel"))
@@ -176,6 +177,8 @@ class JobRunner:
                 return self.fail("non_finite_loss", f"Training diverged: {exc}. Lower learning_rate_multiplier "
                                                     f"(e.g. 0.5), raise batch_size, or check the data for "
                                                     f"outliers; max_grad_norm clips gradients (default 1.0).")
+            except UnsupportedContent as exc:
+                return self.fail("invalid_training_file", str(exc), "training_file")
             except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
                 return self.fail("out_of_memory", f"Out of memory ({type(exc).__name__}). Try a smaller "
                                                   f"batch_size or micro_batch_tokens, a shorter max_length, "
@@ -213,7 +216,7 @@ class JobRunner:
 
         from ....data.records import detect_format
         from .. import models
-        from .batching import ChatRenderer, tokenize_example
+        from .batching import ChatRenderer, UnsupportedContent, tokenize_example
         from .trainer import Trainer
 
         torch.manual_seed(cfg.seed)
@@ -233,11 +236,14 @@ class JobRunner:
                 return []
             out, dropped, truncated = [], 0, 0
             with open(path, encoding="utf-8-sig") as f:
-                for line in f:
+                for lineno, line in enumerate(f, 1):
                     if not line.strip():
                         continue
                     example = json.loads(line)
-                    item = tokenize_example(renderer, example, detect_format(example) or "chat")
+                    try:
+                        item = tokenize_example(renderer, example, detect_format(example) or "chat")
+                    except UnsupportedContent as exc:
+                        raise UnsupportedContent(f"{name} line {lineno}: {exc}") from None
                     seqs = [item.chosen, item.rejected] if hasattr(item, "chosen") else [item]
                     truncated += any(s.truncated for s in seqs)
                     if any(sum(1 for x in s.labels[1:] if x != -100) == 0 for s in seqs):
