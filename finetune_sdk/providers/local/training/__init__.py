@@ -5,6 +5,7 @@ JOB_DIR``) that validates, waits for its device, trains and records; :mod:`.trai
 optimisation loop; :mod:`.batching` tokenizes with loss masks and packs without padding;
 :mod:`.loss`, :mod:`.attention` and :mod:`.fused` are the chunked loss, per-sequence
 attention and fused layers that keep it fast and lean; :mod:`.tiny` writes a tiny random
-model for tests and examples. Everything here but :mod:`.train`'s entry point imports
-torch, so nothing is imported from this package until a job actually trains.
+model for tests and examples. :mod:`.trainer`, :mod:`.loss`, :mod:`.attention` and
+:mod:`.fused` import torch when imported; the provider imports none of this package, so
+torch is loaded only in the processes that train.
 """
