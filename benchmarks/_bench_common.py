@@ -208,7 +208,7 @@ def tokenize_ours(tokenizer: Any, examples: list[dict[str, Any]], max_length: in
 
     Returns the kept Tokens and their indices into ``examples``.
     """
-    from finetune_sdk.providers.local.batching import ChatRenderer, tokenize_example
+    from finetune_sdk.providers.local.training.batching import ChatRenderer, tokenize_example
 
     renderer = ChatRenderer(tokenizer, max_length)
     kept, index = [], []
@@ -228,7 +228,7 @@ def step_order(n_train: int, batch_size: int, steps: int, seed: int) -> list[lis
     import math
     from types import SimpleNamespace
 
-    from finetune_sdk.providers.local.trainer import Trainer
+    from finetune_sdk.providers.local.training.trainer import Trainer
 
     fake = SimpleNamespace(train=[None] * n_train, cfg=SimpleNamespace(seed=seed, batch_size=batch_size),
                            steps_per_epoch=max(1, math.ceil(n_train / batch_size)))
@@ -241,7 +241,7 @@ def validation_loss(model: Any, seqs: list[Any], *, float32: bool = False) -> di
     """Token-mean NLL over the supervised tokens of ``seqs`` (our Tokens), computed the same way
     for both final models: one sequence at a time (no packing, plain causal mask), the
     backbone's hidden states at supervised positions, and our chunked loss
-    (``finetune_sdk.providers.local.loss.sft_loss_sums``). LoRA dropout off (eval mode).
+    (``finetune_sdk.providers.local.training.loss.sft_loss_sums``). LoRA dropout off (eval mode).
 
     ``float32=True`` first converts the whole model to float32 **in place** (call it last):
     with bf16 base weights, an adapter's early updates are smaller than bf16's resolution
@@ -253,7 +253,7 @@ def validation_loss(model: Any, seqs: list[Any], *, float32: bool = False) -> di
     if float32:
         model.float()
 
-    from finetune_sdk.providers.local.loss import sft_loss_sums
+    from finetune_sdk.providers.local.training.loss import sft_loss_sums
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     backbone = getattr(base, base.base_model_prefix)

@@ -101,7 +101,7 @@ def _attention(args: argparse.Namespace, device: Any) -> tuple[str, str]:
     """(attn_implementation, mask kind) exactly as our JobRunner picks them; TRL gets the same implementation."""
     from types import SimpleNamespace
 
-    from finetune_sdk.providers.local.train import JobRunner
+    from finetune_sdk.providers.local.training.train import JobRunner
 
     return JobRunner._attention(SimpleNamespace(attn_implementation=args.attn), device)
 
@@ -143,9 +143,9 @@ def child_ours(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from finetune_sdk.providers.local import models
-    from finetune_sdk.providers.local.hparams import TrainConfig
-    from finetune_sdk.providers.local.train import JobRunner
-    from finetune_sdk.providers.local.trainer import Dist, Trainer
+    from finetune_sdk.providers.local.jobs.hparams import TrainConfig
+    from finetune_sdk.providers.local.training.train import JobRunner
+    from finetune_sdk.providers.local.training.trainer import Dist, Trainer
 
     _threads(args.threads)
     settings = dict(batch_size=args.batch_size, max_steps=args.steps, max_length=args.max_length, n_epochs=1000,
@@ -421,7 +421,7 @@ def parent_main(args: argparse.Namespace) -> int:
         args.steps, args.runs, args.runs_gc = min(args.steps, 3), 1, 1
     load_start = common.loadavg()
     if args.dtype is None:
-        from finetune_sdk.providers.local.trainer import cpu_has_fast_bf16
+        from finetune_sdk.providers.local.training.trainer import cpu_has_fast_bf16
 
         # What each side does by default here: TRL's SFTConfig defaults to bf16; ours autocasts to bf16 on
         # CUDA and on CPUs with native bf16 units. float32 on other CPUs (bf16 is emulated there).

@@ -27,7 +27,7 @@ def main() -> int:
     home = Path(args.home or tempfile.mkdtemp(prefix="finetune-example-"))
     model = args.model
     if model is None:
-        from finetune_sdk.providers.local.tiny import make_tiny_model
+        from finetune_sdk.providers.local.training.tiny import make_tiny_model
 
         model = str(make_tiny_model(home / "tiny-model"))
 

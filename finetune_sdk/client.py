@@ -432,8 +432,9 @@ class FineTuneClient:
                  validation_file: str | os.PathLike[str] | None = None, is_validation_file: bool = False,
                  **kwargs: Any) -> DatasetReport:
         """Validate a dataset against this provider's rules (hosted providers: at least 10
-        examples, no reserved tokens)."""
+        examples, no reserved tokens; a text-only backend: no image parts)."""
         kwargs.setdefault("tokenizer", type(self.provider).tokenizer)
+        kwargs.setdefault("images", self.provider.accepts_images)
         report = validate_dataset(path, model=model or self.default_model, method=method,
                                   validation_file=validation_file, hosted=self.provider.hosted, **kwargs)
         if is_validation_file and not report.valid and set(report.error_counts) == {"too_few_examples"}:

@@ -64,7 +64,7 @@ CONSTRAINTS="$WORK/constraints.txt"
 "$PY" -c "import torch; print('torch==' + torch.__version__)" > "$CONSTRAINTS"
 say "python $("$PY" -c 'import sys; print(sys.version.split()[0])'), $(cat "$CONSTRAINTS")"
 
-if ! "$PY" -c "import finetune_sdk.providers.local.trainer, peft, transformers, accelerate" 2>/dev/null; then
+if ! "$PY" -c "import finetune_sdk.providers.local.training.trainer, peft, transformers, accelerate" 2>/dev/null; then
   say "installing this repository (pip install -e '.[local]')"
   pip_q -c "$CONSTRAINTS" -e ".[local]"
 fi

@@ -193,6 +193,9 @@ def _table() -> list[Case]:
              kwargs={"workers": 1}),
         Case("too_many_images", [chat(S, {"role": "user", "content": [IMG] * 11}, A)], 3, "messages",
              message_has="11"),
+        Case("images_not_supported_by_model",
+             [chat(S, {"role": "user", "content": [{"type": "text", "text": "Who is this?"}, IMG]}, A)], 3,
+             "messages[1].content[1]", kwargs={"images": False}, message_has="text-only"),
         Case("invalid_weight", [chat(S, U, {**A, "weight": 2}, user("More"), A)], 3, "messages[2].weight"),
         Case("no_trainable_assistant", [chat(S, U, {**A, "weight": 0})], 3, "messages"),
         Case("invalid_name", [chat(S, {**U, "name": 5}, A)], 3, "messages[1].name"),
@@ -293,6 +296,32 @@ def test_code(case: Case, tmp_path: Path) -> None:
     assert report.valid is (severity != "error" and not report.error_counts)
     extra = codes_of(report) - {case.code} - case.also
     assert not extra, f"unexpected extra codes {extra}: {[str(i) for i in report.errors + report.warnings]}"
+
+
+def test_images_false_reports_every_line_with_an_image(tmp_path: Path) -> None:
+    """The local trainer's setting: one error per example with images, on its line, in any format."""
+    S, U, A = sys_(), user(), asst()
+    looks = {"role": "user", "content": [{"type": "text", "text": "Look"}, IMG]}
+    lines = _pad("chat", 6)
+    lines[1] = chat(S, looks, A)
+    lines[4] = chat(S, {"role": "user", "content": [IMG, IMG]}, A)
+    path = write_jsonl(tmp_path / "train.jsonl", lines)
+    valid = write_jsonl(tmp_path / "valid.jsonl", [chat(S, U, A), chat(S, looks, A)])
+    assert not issues_of(validate(path, validation_file=valid), "images_not_supported_by_model")  # the default
+
+    report = validate(path, validation_file=valid, images=False)
+    found = issues_of(report, "images_not_supported_by_model")
+    assert [(i.line, i.path) for i in found] == [(2, "messages[1].content[1]"), (5, "messages[1].content[0]")]
+    assert "2 image parts" in found[1].message and "hosted provider" in found[1].message
+    assert report.error_counts["images_not_supported_by_model"] == 2 and not report.ok
+    assert report.validation is not None
+    assert [i.line for i in issues_of(report.validation, "images_not_supported_by_model")] == [2]
+
+    prefs = [pref(i) for i in range(4)]
+    prefs[2] = pref(2, input={"messages": [S, looks]})
+    report = validate(write_jsonl(tmp_path / "pref.jsonl", prefs), images=False)
+    found = issues_of(report, "images_not_supported_by_model")
+    assert [(i.line, i.path) for i in found] == [(3, "input.messages[1].content[1]")]
 
 
 # --------------------------------------------------------------------------- good files

@@ -20,9 +20,9 @@ from fake_hub import fake_hub
 
 from finetune_sdk.errors import FineTuneError
 from finetune_sdk.metrics import points_from_events, to_results_csv
-from finetune_sdk.providers.local.hparams import TrainConfig
-from finetune_sdk.providers.local.hub import HubError, PushResult, model_card, push_job_to_hub
-from finetune_sdk.providers.local.store import JobRecord, JobStore
+from finetune_sdk.providers.local.jobs.hparams import TrainConfig
+from finetune_sdk.providers.local.jobs.store import JobRecord, JobStore
+from finetune_sdk.providers.local.publish.hub import HubError, PushResult, model_card, push_job_to_hub
 from finetune_sdk.types import (
     DatasetReport,
     Distribution,
@@ -55,7 +55,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from finetune_sdk.providers.local.tiny import make_tiny_model
+    from finetune_sdk.providers.local.training.tiny import make_tiny_model
 
     root = tmp_path_factory.mktemp("hub-home")
     base = make_tiny_model(root / "tiny-base")

@@ -19,9 +19,22 @@ transformers = pytest.importorskip("transformers")
 
 import torch.nn.functional as F  # noqa: E402
 
-from finetune_sdk.providers.local.batching import IGNORE, ChatRenderer, Tokens, build_micro_batch, pack  # noqa: E402
-from finetune_sdk.providers.local.loss import dpo_loss, sequence_logprobs, sft_loss_sums, token_logprobs  # noqa: E402
-from finetune_sdk.providers.local.tiny import make_tiny_model  # noqa: E402
+from finetune_sdk.providers.local.training.batching import (  # noqa: E402
+    IGNORE,
+    ChatRenderer,
+    Tokens,
+    UnsupportedContent,
+    build_micro_batch,
+    pack,
+    tokenize_example,
+)
+from finetune_sdk.providers.local.training.loss import (  # noqa: E402
+    dpo_loss,
+    sequence_logprobs,
+    sft_loss_sums,
+    token_logprobs,
+)
+from finetune_sdk.providers.local.training.tiny import make_tiny_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +85,28 @@ def test_truncation_is_flagged(tok) -> None:  # type: ignore[no-untyped-def]
     assert seq.truncated and len(seq) == 12
 
 
+def test_images_are_refused_never_dropped(tok) -> None:  # type: ignore[no-untyped-def]
+    """A text-only model cannot learn from an image: an image part raises, saying where it is."""
+    r = ChatRenderer(tok, 512)
+    img = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+    ask = {"type": "text", "text": "What is this?"}
+    messages = [{"role": "user", "content": [ask, img]}, {"role": "assistant", "content": "A cat."}]
+    with pytest.raises(UnsupportedContent, match=r"messages\[0\]\.content\[1\] is an image.*text-only"):
+        tokenize_example(r, {"messages": messages}, "chat")
+    pair = {"input": {"messages": [{"role": "user", "content": [img]}]},
+            "preferred_output": [{"role": "assistant", "content": "A cat."}],
+            "non_preferred_output": [{"role": "assistant", "content": "A dog."}]}
+    with pytest.raises(UnsupportedContent, match=r"input\.messages\[0\]\.content\[0\] is an image"):
+        tokenize_example(r, pair, "preference")
+    with pytest.raises(UnsupportedContent, match="message 0, content part 1 is an image"):  # the renderer itself
+        r.chat(messages)
+    with pytest.raises(UnsupportedContent, match="'input_audio' part"):  # nothing of another kind is dropped either
+        r.chat([{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}])
+    text_parts = r.chat([{"role": "user", "content": [ask]}, {"role": "assistant", "content": [
+        {"type": "text", "text": "A "}, {"type": "text", "text": "cat."}]}])
+    assert trained_text(tok, text_parts) == "A cat.<|im_end|>"
+
+
 def test_generation_markers_not_needed_with_a_default_system_prompt(tok) -> None:  # type: ignore[no-untyped-def]
     """Templates that inject text (a default system prompt) still get exact spans."""
     tok2 = type(tok).from_pretrained(tok.name_or_path)
@@ -84,7 +119,7 @@ def test_generation_markers_not_needed_with_a_default_system_prompt(tok) -> None
 
 @pytest.mark.parametrize("impl, mask", [("sdpa", "bool"), ("eager", "additive"), ("finetune_segments", "segments")])
 def test_packed_equals_unpacked(tiny: Path, tok, impl: str, mask: str) -> None:  # type: ignore[no-untyped-def]
-    from finetune_sdk.providers.local.attention import register
+    from finetune_sdk.providers.local.training.attention import register
 
     register()
     m = transformers.AutoModelForCausalLM.from_pretrained(str(tiny), attn_implementation=impl).eval()
@@ -144,7 +179,7 @@ def test_chunked_loss_equals_cross_entropy() -> None:
 @pytest.mark.parametrize("head_trains", [True, False])  # full fine-tuning (checkpointed) / LoRA (frozen head)
 def test_chunked_loss_never_materialises_full_logits(monkeypatch: pytest.MonkeyPatch, head_trains: bool) -> None:
     """The biggest logits block ever built is [chunk x vocab]."""
-    import finetune_sdk.providers.local.loss as loss_mod
+    import finetune_sdk.providers.local.training.loss as loss_mod
 
     shapes: list[tuple[int, ...]] = []
     real = loss_mod.F.linear
@@ -198,9 +233,9 @@ def test_dpo_loss_matches_reference(model, tok) -> None:  # type: ignore[no-unty
 # ---------------------------------------------------------------------- precision policy
 
 def test_precision_policy(monkeypatch: pytest.MonkeyPatch) -> None:
-    from finetune_sdk.providers.local import trainer as trainer_mod
-    from finetune_sdk.providers.local.hparams import TrainConfig
-    from finetune_sdk.providers.local.train import JobRunner
+    from finetune_sdk.providers.local.jobs.hparams import TrainConfig
+    from finetune_sdk.providers.local.training import trainer as trainer_mod
+    from finetune_sdk.providers.local.training.train import JobRunner
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     for fast in (True, False):
@@ -218,7 +253,7 @@ def test_precision_policy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_cpu_probe_failure_means_float32(monkeypatch: pytest.MonkeyPatch) -> None:
-    from finetune_sdk.providers.local.trainer import cpu_has_fast_bf16
+    from finetune_sdk.providers.local.training.trainer import cpu_has_fast_bf16
 
     def broken() -> bool:
         raise RuntimeError("no cpuinfo")
@@ -233,9 +268,9 @@ def test_lora_step_in_each_precision(tiny: Path, tok, dtype: str) -> None:  # ty
     """One LoRA step in float32 and in bf16 autocast (bf16 frozen weights, float32 adapters): the
     step-1 losses agree (the adapters start as a no-op), the adapters move, and stay float32."""
     from finetune_sdk.providers.local import models
-    from finetune_sdk.providers.local.hparams import TrainConfig
-    from finetune_sdk.providers.local.train import JobRunner
-    from finetune_sdk.providers.local.trainer import Dist, Trainer
+    from finetune_sdk.providers.local.jobs.hparams import TrainConfig
+    from finetune_sdk.providers.local.training.train import JobRunner
+    from finetune_sdk.providers.local.training.trainer import Dist, Trainer
 
     cfg = TrainConfig(batch_size=2, dtype=dtype, lora_rank=4, lora_alpha=8, max_length=64, seed=3)
     cpu = torch.device("cpu")

@@ -15,9 +15,9 @@ pytest.importorskip("peft")
 gguf = pytest.importorskip("gguf")
 
 from finetune_sdk.errors import FineTuneError
-from finetune_sdk.providers.local.export import ExportError, ExportResult, export_job
-from finetune_sdk.providers.local.store import JobRecord, JobStore
-from finetune_sdk.providers.local.tiny import make_tiny_model
+from finetune_sdk.providers.local.jobs.store import JobRecord, JobStore
+from finetune_sdk.providers.local.publish.export import ExportError, ExportResult, export_job
+from finetune_sdk.providers.local.training.tiny import make_tiny_model
 from finetune_sdk.types import JobSpec
 
 JOB = "ftjob-x"
@@ -180,9 +180,9 @@ def test_gguf_round_trips_through_transformers(env, merged_logits, tmp_path, ggu
 
 def test_gguf_permutation_is_needed(env, tmp_path, monkeypatch):
     """Writing q/k unpermuted gives a file transformers reads back wrong: the permutation is real."""
-    from finetune_sdk.providers.local import export as export_mod
+    from finetune_sdk.providers.local.publish import gguf_writer
 
-    monkeypatch.setattr(export_mod, "_permute", lambda w, n_head, n_head_kv: w)
+    monkeypatch.setattr(gguf_writer, "_permute", lambda w, n_head, n_head_kv: w)
     out = tmp_path / "bad"
     export_job(env["home"], JOB, format="gguf", out=out, gguf_type="f32", name="bad")
     merged = tmp_path / "merged"
@@ -281,7 +281,7 @@ def test_unsupported_architecture(env, tmp_path):
 
 
 def test_failure_leaves_nothing_behind(env, tmp_path, monkeypatch):
-    from finetune_sdk.providers.local import export as export_mod
+    from finetune_sdk.providers.local.publish import export as export_mod
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
@@ -300,7 +300,7 @@ def test_permutation_is_what_transformers_reverses():
     import numpy as np
     from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
 
-    from finetune_sdk.providers.local.export import _permute
+    from finetune_sdk.providers.local.publish.gguf_writer import _permute
 
     rng = np.random.default_rng(0)
     proc = LlamaTensorProcessor(config={"num_attention_heads": 6, "num_key_value_heads": 2})
@@ -312,14 +312,14 @@ def test_permutation_is_what_transformers_reverses():
 
 
 def test_pre_tokenizer_names():
-    from finetune_sdk.providers.local.export import _bpe_pre_tokenizer, _Unsupported
+    from finetune_sdk.providers.local.publish.gguf_writer import GgufUnsupported, _bpe_pre_tokenizer
 
     byte_level = {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}
     bpe = {"type": "BPE", "merges": ["a b"]}
     assert _bpe_pre_tokenizer({"model": bpe, "pre_tokenizer": byte_level}) == "gpt-2"
     smollm = {"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": True}, byte_level]}
     assert _bpe_pre_tokenizer({"model": bpe, "pre_tokenizer": smollm}) == "smollm"
-    with pytest.raises(_Unsupported, match="byte-level"):
+    with pytest.raises(GgufUnsupported, match="byte-level"):
         _bpe_pre_tokenizer({"model": {**bpe, "byte_fallback": True}, "pre_tokenizer": None})
-    with pytest.raises(_Unsupported, match="pre-tokenizer"):
+    with pytest.raises(GgufUnsupported, match="pre-tokenizer"):
         _bpe_pre_tokenizer({"model": bpe, "pre_tokenizer": {"type": "Whitespace"}})

@@ -23,9 +23,9 @@ transformers = pytest.importorskip("transformers")
 
 import torch.nn.functional as F
 
-from finetune_sdk.providers.local import attention, fused
-from finetune_sdk.providers.local.loss import sequence_logprobs, sft_loss_sums, token_logprobs
-from finetune_sdk.providers.local.tiny import make_tiny_model
+from finetune_sdk.providers.local.training import attention, fused
+from finetune_sdk.providers.local.training.loss import sequence_logprobs, sft_loss_sums, token_logprobs
+from finetune_sdk.providers.local.training.tiny import make_tiny_model
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -131,7 +131,7 @@ def test_segment_attention_explicit_backward_matches_sdpa(dtype: torch.dtype, to
 
 def test_segment_attention_without_gradients_or_boundaries() -> None:
     """No grad: every sequence through SDPA. No boundaries (generation): the model's own mask."""
-    from finetune_sdk.providers.local.attention import segment_attention
+    from finetune_sdk.providers.local.training.attention import segment_attention
 
     torch.manual_seed(1)
     q, k, v = torch.randn(1, 4, 30, 8), torch.randn(1, 2, 30, 8), torch.randn(1, 2, 30, 8)
@@ -262,7 +262,7 @@ def test_fused_rms_norm_skips_a_norm_that_computes_something_else() -> None:
 
 def test_micro_batch_padding_to_a_multiple(tiny: Path) -> None:
     """A filler segment rounds the row up; it has no targets and is not counted as tokens."""
-    from finetune_sdk.providers.local.batching import IGNORE, Tokens, build_micro_batch
+    from finetune_sdk.providers.local.training.batching import IGNORE, Tokens, build_micro_batch
 
     seqs = [Tokens(input_ids=list(range(1, 11)), labels=[IGNORE] * 5 + list(range(6, 11))),
             Tokens(input_ids=list(range(1, 8)), labels=[IGNORE] * 3 + list(range(4, 8)))]
@@ -284,8 +284,8 @@ def test_micro_batch_padding_to_a_multiple(tiny: Path) -> None:
 
 def test_padded_row_gives_the_same_loss_and_gradients(tiny: Path) -> None:
     """The filler changes nothing for the real sequences: same scored hidden states, loss and adapter gradients."""
-    from finetune_sdk.providers.local.attention import register
-    from finetune_sdk.providers.local.batching import ChatRenderer, build_micro_batch
+    from finetune_sdk.providers.local.training.attention import register
+    from finetune_sdk.providers.local.training.batching import ChatRenderer, build_micro_batch
 
     register()
     tok = transformers.AutoTokenizer.from_pretrained(str(tiny))

@@ -19,10 +19,10 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 
+from finetune_sdk.providers.local.jobs.store import JobRecord, JobStore  # noqa: E402
 from finetune_sdk.providers.local.provider import LocalProvider, LocalSettings  # noqa: E402
-from finetune_sdk.providers.local.serving import ModelHost  # noqa: E402
-from finetune_sdk.providers.local.store import JobRecord, JobStore  # noqa: E402
-from finetune_sdk.providers.local.tiny import make_tiny_model  # noqa: E402
+from finetune_sdk.providers.local.serving.host import ModelHost  # noqa: E402
+from finetune_sdk.providers.local.training.tiny import make_tiny_model  # noqa: E402
 from finetune_sdk.server import ServerConfig, create_app  # noqa: E402
 from finetune_sdk.types import JobSpec  # noqa: E402
 

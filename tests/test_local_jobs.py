@@ -23,7 +23,7 @@ from safetensors.torch import load_file  # noqa: E402
 
 from finetune_sdk import FineTuneClient  # noqa: E402
 from finetune_sdk.errors import BadRequestError, DatasetError, JobFailedError  # noqa: E402
-from finetune_sdk.providers.local.tiny import make_tiny_model  # noqa: E402
+from finetune_sdk.providers.local.training.tiny import make_tiny_model  # noqa: E402
 from finetune_sdk.types import JobStatus  # noqa: E402
 from finetune_sdk.waiting import PollSchedule  # noqa: E402
 
@@ -108,6 +108,36 @@ def test_bad_input_fails_early_and_clearly(tiny: str, tmp_path: Path) -> None:
     assert json.loads(report.read_text())["valid"] is False
 
 
+def test_data_with_images_is_refused_before_a_job_exists(tiny: str, tmp_path: Path) -> None:
+    """Text-only base models: create names the lines with images (20, then a count) and creates nothing."""
+    from finetune_sdk.providers.base import Provider
+    from finetune_sdk.providers.local.provider import LocalProvider
+
+    assert Provider.accepts_images is True and LocalProvider.accepts_images is False
+    image_example = json.dumps({"messages": [
+        {"role": "system", "content": "Reply with JSON only."},
+        {"role": "user", "content": [{"type": "text", "text": "Who is this?"},
+                                     {"type": "image_url", "image_url": {"url": "https://example.com/maria.png"}}]},
+        {"role": "assistant", "content": '{"name": "Maria"}'}]})
+    lines = chat_file(tmp_path / "plain.jsonl", 50).read_text().splitlines()
+    for n in range(2, 51, 2):  # 25 lines with an image: 2, 4, ..., 50
+        lines[n - 1] = image_example
+    train = tmp_path / "t.jsonl"
+    train.write_text("\n".join(lines) + "\n")
+    valid = tmp_path / "v.jsonl"
+    valid.write_text(chat_file(tmp_path / "v0.jsonl", 3).read_text() + image_example + "\n")
+    c = client(tmp_path / "home")
+    with pytest.raises(DatasetError) as exc:
+        c.jobs.create(model=tiny, training_file=train, validation_file=valid)
+    message = str(exc.value)
+    listed = ", ".join(str(n) for n in range(2, 41, 2))
+    assert f"has images on 25 line(s): {listed} and 5 more" in message
+    assert "validation file" in message and "has images on 1 line(s): 4" in message
+    assert "text-only" in message and "hosted provider" in message
+    assert c.jobs.list() == []
+    assert not (tmp_path / "home" / "jobs").exists() or not any((tmp_path / "home" / "jobs").iterdir())
+
+
 @pytest.mark.parametrize("failure, code, advice", [
     ("nan", "non_finite_loss", "learning_rate_multiplier"),
     ("oom", "out_of_memory", "batch_size"),
@@ -115,8 +145,8 @@ def test_bad_input_fails_early_and_clearly(tiny: str, tmp_path: Path) -> None:
 def test_training_failures_end_the_job_with_advice(tiny: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    failure: str, code: str, advice: str) -> None:
     """The training process itself is run in-process here, so a failure can be injected into it."""
-    from finetune_sdk.providers.local import trainer as trainer_mod
-    from finetune_sdk.providers.local.train import JobRunner
+    from finetune_sdk.providers.local.training import trainer as trainer_mod
+    from finetune_sdk.providers.local.training.train import JobRunner
 
     c = FineTuneClient("local", home=str(tmp_path / "home"), ledger=False, poll=FAST, launcher="true")
     job = c.jobs.create(model=tiny, training_file=chat_file(tmp_path / "t.jsonl"), hyperparameters={"batch_size": 4})
@@ -135,9 +165,9 @@ def test_training_failures_end_the_job_with_advice(tiny: str, tmp_path: Path, mo
 
 def test_non_finite_loss_is_detected(tiny: str) -> None:
     from finetune_sdk.providers.local import models
-    from finetune_sdk.providers.local.batching import ChatRenderer
-    from finetune_sdk.providers.local.hparams import TrainConfig
-    from finetune_sdk.providers.local.trainer import Dist, NonFiniteLoss, Trainer
+    from finetune_sdk.providers.local.jobs.hparams import TrainConfig
+    from finetune_sdk.providers.local.training.batching import ChatRenderer
+    from finetune_sdk.providers.local.training.trainer import Dist, NonFiniteLoss, Trainer
 
     resolved = models.resolve_base_model(tiny)
     tok = models.load_tokenizer(resolved)

@@ -386,11 +386,22 @@ def test_local_tokenizer_resolver(embedded: SimpleNamespace, tiny_model_dir: Pat
 
 
 @needs_embedded
-def test_token_counting_uses_the_chat_template(embedded: SimpleNamespace) -> None:
+def test_token_counting_uses_the_chat_template(embedded: SimpleNamespace, tmp_path: Path) -> None:
+    """Dataset code imports no provider: the local backend lends its tokenizer through the
+    provider registry (finetune_sdk.validate) or an injected resolver."""
+    from finetune_sdk import validate
+    from finetune_sdk.data import validate as bare_validate
     from finetune_sdk.data.tokens import counter_for
+    from finetune_sdk.providers import resolve_tokenizer
 
-    counter = counter_for("smollm2-135m-instruct")
+    assert counter_for("smollm2-135m-instruct").exact is False  # no resolver: an estimate, and it says so
+    counter = counter_for("smollm2-135m-instruct", resolve_tokenizer)
     assert counter.name == "chat_template:smollm2-135m-instruct" and counter.exact
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"messages": [{"role": "user", "content": "Hi"},
+                                             {"role": "assistant", "content": "Hello."}]}) + "\n")
+    assert validate(data, model="smollm2").tokens.encoding == "chat_template:smollm2-135m-instruct"
+    assert bare_validate(data, model="smollm2").tokens.exact is False
     example = {"messages": [{"role": "user", "content": "What is the capital of France?"},
                             {"role": "assistant", "content": "Paris."}]}
     counts = counter.count(example, "chat")
@@ -441,10 +452,11 @@ def test_check_base_model_accepts_a_cached_copy_without_the_package(embedded: Si
     assert time.monotonic() - started < 1
 
 
-def test_import_is_cheap_and_registers_the_resolver() -> None:
-    code = ("import sys, finetune_sdk.providers.local.models as m, finetune_sdk.data.tokens as t; "
+def test_import_is_cheap_and_the_registry_knows_the_resolver() -> None:
+    code = ("import sys, finetune_sdk.providers.local.models as m; "
+            "from finetune_sdk.providers import get_provider_class; "
             "print('torch' in sys.modules, 'transformers' in sys.modules, "
-            "m.local_tokenizer_resolver in t._local_tokenizer_resolvers)")
+            "get_provider_class('local').tokenizer('gpt-4o-mini-2024-07-18') is None)")
     out = subprocess.run([sys.executable, "-c", code], cwd=str(REPO_ROOT), capture_output=True, text=True,
                          check=True, timeout=60).stdout.split()
     assert out == ["False", "False", "True"]

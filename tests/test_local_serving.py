@@ -5,6 +5,7 @@ the background server's lifecycle; and the self-hosted fine-tuning API."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -20,8 +21,9 @@ openai = pytest.importorskip("openai")
 
 from finetune_sdk import FineTuneClient  # noqa: E402
 from finetune_sdk.providers.local.provider import LocalProvider, LocalSettings  # noqa: E402
-from finetune_sdk.providers.local.serving import ModelHost, running_server  # noqa: E402
-from finetune_sdk.providers.local.tiny import make_tiny_model  # noqa: E402
+from finetune_sdk.providers.local.serving.background import running_server  # noqa: E402
+from finetune_sdk.providers.local.serving.host import ModelHost  # noqa: E402
+from finetune_sdk.providers.local.training.tiny import make_tiny_model  # noqa: E402
 from finetune_sdk.server import ServerConfig, create_app  # noqa: E402
 from finetune_sdk.testing import ThreadedServer  # noqa: E402
 from finetune_sdk.types import JobStatus  # noqa: E402
@@ -184,6 +186,11 @@ def test_background_server_lifecycle(setup: dict[str, Any]) -> None:
         assert dep.ready and dep.base_url.startswith("http://127.0.0.1:")
         info = running_server(setup["home"])
         assert info is not None and (setup["home"] / "serve" / "server.json").stat().st_mode & 0o077 == 0
+        import psutil
+
+        argv = psutil.Process(info.pid).cmdline()
+        assert argv[1:3] == ["-m", "finetune_sdk.server.local"], "the provider starts the server module, not the CLI"
+        assert info.api_key not in " ".join(argv), "the key travels in the environment, never the command line"
         assert c.chat(dep, MSG, temperature=0, max_tokens=5).content is not None
         assert [d.name for d in c.deployments.list()] == ["tiny-one"]
         assert c.deployments.get("tiny-one").model == job.fine_tuned_model
@@ -192,7 +199,45 @@ def test_background_server_lifecycle(setup: dict[str, Any]) -> None:
     assert running_server(setup["home"]) is None, "the server stops with its last deployment"
 
 
-def test_serve_refuses_public_address_without_key() -> None:
-    r = subprocess.run([sys.executable, "-m", "finetune_sdk", "serve", "--host", "0.0.0.0", "--port", "0"],
-                       capture_output=True, text=True, timeout=60)
+@pytest.mark.parametrize("command", [["finetune_sdk", "serve"], ["finetune_sdk.server.local"]],
+                         ids=["cli", "server-module"])
+def test_serve_refuses_public_address_without_key(command: list[str]) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "FINETUNE_SERVE_API_KEY"}
+    r = subprocess.run([sys.executable, "-m", *command, "--host", "0.0.0.0", "--port", "0"],
+                       capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 2 and "--api-key" in r.stderr
+
+
+def test_server_module_options() -> None:
+    from finetune_sdk.server.local import _parser
+
+    args = _parser().parse_args(["-m", "a", "--model", "b", "--port", "0", "--max-batch", "4", "--device", "cpu"])
+    assert (args.model, args.port, args.max_batch, args.device, args.host) == (["a", "b"], 0, 4, "cpu", "127.0.0.1")
+    for bad in (["--port", "70000"], ["--max-batch", "0"]):
+        with pytest.raises(SystemExit) as exc:
+            _parser().parse_args(bad)
+        assert exc.value.code == 2
+
+
+def test_server_and_providers_never_import_the_cli() -> None:
+    """The CLI sits on top: a provider or the server importing it would make the layers circular."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "finetune_sdk"
+
+    def imported(node: ast.AST, path: Path) -> list[str]:
+        if isinstance(node, ast.Import):
+            return [a.name for a in node.names]
+        if not isinstance(node, ast.ImportFrom):
+            return []
+        if node.level == 0:
+            return [node.module or ""]
+        package = ["finetune_sdk", *path.relative_to(root).parts[:-1]]
+        prefix = ".".join(package[:len(package) - node.level + 1])
+        return [f"{prefix}.{node.module}"] if node.module else [f"{prefix}.{a.name}" for a in node.names]
+
+    offenders = [f"{path.relative_to(root)}:{node.lineno}"
+                 for package in ("server", "providers") for path in (root / package).rglob("*.py")
+                 for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                 if any(n == "finetune_sdk.cli" or n.startswith("finetune_sdk.cli.") for n in imported(node, path))]
+    assert not offenders, offenders

@@ -66,17 +66,6 @@ def emulator(
         out.print("emulator stopped", markup=False)
 
 
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 @app.command()
 def serve(
     model: list[str] = typer.Option([], "--model", "-m", help="Preload a model: an alias, a fine-tuned model id, a job "
@@ -90,32 +79,16 @@ def serve(
     max_batch: int = typer.Option(16, "--max-batch", min=1, max=256, help="Requests decoded together."),
 ) -> None:
     """Serve local fine-tunes (and the fine-tuning API) with the OpenAI wire format, in the foreground."""
-    if not _is_loopback(host) and not api_key:
-        fail(f"refusing to listen on {host} without --api-key: anyone who can reach it could use your models and "
-             f"start jobs. Pass --api-key (or FINETUNE_SERVE_API_KEY), or keep the default 127.0.0.1.")
     try:
-        import uvicorn
-
-        from ..config import finetune_home
-        from ..providers.local.provider import LocalProvider, LocalSettings
-        from ..providers.local.serving import ModelHost
-        from ..server import ServerConfig, create_app
+        from ..server.local import ServeError
+        from ..server.local import serve as run_server
     except ImportError as exc:
         fail(f"serving needs the local and serve extras: pip install 'finetune-sdk[local,serve]' ({exc})")
-    state = Path(home).expanduser() if home else finetune_home()
-    models = ModelHost(state, device=device, max_batch=max_batch)
-    for name in model:
-        try:
-            models.resolve(name)
-            out.print(f"loaded {name}", markup=False)
-        except Exception:
-            out.print(f"serving base model {models.add_base(name)} ({name})", markup=False)
-    provider = LocalProvider(LocalSettings(home=str(state)), host=models)
-    app_ = create_app(openai=provider, config=ServerConfig(api_key=api_key, max_json_bytes=2 * 1024 * 1024))
-    base = f"http://{host}:{port}/v1"
-    out.print(f"finetune serve on {base}  (models: GET {base}/models; health: http://{host}:{port}/health)\n"
-              f"  OpenAI(base_url=\"{base}\", api_key=\"{'<your key>' if api_key else 'unused'}\")", markup=False)
-    uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False)
+    try:
+        run_server(models=model, host=host, port=port, api_key=api_key, home=Path(home) if home else None,
+                   device=device, max_batch=max_batch, say=lambda line: out.print(line, markup=False))
+    except ServeError as exc:
+        fail(str(exc))
 
 
 DEMO_DEPLOYMENT = "contacts-demo"
@@ -162,16 +135,16 @@ def demo(
     train_started = None
     for event in client.jobs.follow(job.id):
         data = event.data
-        if event.message.startswith("Fine-tuning job started"):
+        if event.kind == "status" and data.get("status") == "running":
             train_started = time.monotonic()
-        if event.type == "metrics":
+        if event.kind == "metrics":
             step, total = data.get("step"), data.get("total_steps")
             if step in (1, total) or step % 5 == 0 or "valid_loss" in data:
                 valid = f"  validation loss {data['valid_loss']:.3f}" if "valid_loss" in data else ""
                 out.print(f"  step {step}/{total}  loss {data['train_loss']:.3f}{valid}  "
                           f"({data.get('tokens_per_second', 0):.0f} tokens/s, ETA {data.get('eta_seconds', 0):.0f} s)",
                           markup=False)
-        elif event.level != "info" or not event.message.startswith("Step "):
+        else:
             out.print(f"  {event.message}", markup=False)
     job = client.jobs.wait(job.id, progress=False)
     train_seconds = time.monotonic() - (train_started or started)

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["CODES", "CodeInfo", "Context", "detect_format", "check_example", "severity_of"]
+__all__ = ["CODES", "CodeInfo", "Context", "detect_format", "check_example", "image_parts", "severity_of"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,10 @@ CODES: dict[str, CodeInfo] = {
     "image_too_large": CodeInfo("error", "An inline image exceeds 10 MB.", "Resize or compress the image."),
     "too_many_images": CodeInfo("error", "An example contains more than 10 images.",
                                 "Keep at most 10 images per example."),
+    "images_not_supported_by_model": CodeInfo("error", "The example contains images, and the target trains "
+                                                       "text-only models (the local trainer).",
+                                              "Remove the image parts (or the examples), or fine-tune a "
+                                              "vision model on a hosted provider."),
     "invalid_weight": CodeInfo("error", "\"weight\" is not 0 or 1, or is on a non-assistant message.",
                                "Use \"weight\": 0 (skip) or 1 (train), on assistant messages only."),
     "no_trainable_assistant": CodeInfo("error", "The example has no assistant message to train on.",
@@ -164,6 +168,7 @@ class Context:
 
     method: str | None = None  # "supervised" | "dpo" | "reinforcement" | None
     hosted: bool = False
+    images: bool = True  # False: the target trains text-only models, so any image part is an error
 
 
 Issues = list  # list of (code, path, message)
@@ -656,4 +661,39 @@ _CHECKERS: dict[str, Callable[[dict, Context, Issues], int]] = {
 
 def check_example(example: dict, fmt: str, ctx: Context, out: Issues) -> int:
     """Check one example of format ``fmt``; append issues to ``out``; return its image count."""
-    return _CHECKERS[fmt](example, ctx, out)
+    images = _CHECKERS[fmt](example, ctx, out)
+    if not ctx.images:
+        parts = image_parts(example)
+        if parts:
+            more = f" (the example has {len(parts)} image parts)" if len(parts) > 1 else ""
+            out.append(("images_not_supported_by_model", parts[0],
+                        f"{parts[0]} is an image{more}, and the local trainer trains text-only models: it would "
+                        f"have to drop the image. Remove the image parts (or the example), or fine-tune a "
+                        f"vision model on a hosted provider (e.g. OpenAI's gpt-4o)."))
+    return images
+
+
+_MESSAGE_LISTS = (("messages",), ("input", "messages"), ("preferred_output",), ("non_preferred_output",))
+
+
+def image_parts(example: Any) -> list[str]:
+    """The JSON path of every image content part (``{"type": "image_url", ...}``) of an example.
+
+    Looks wherever a format keeps messages — chat ``messages``, preference ``input.messages``
+    and outputs — whatever else is wrong with the example; never raises on any JSON value.
+    """
+    found: list[str] = []
+    for keys in _MESSAGE_LISTS:
+        messages: Any = example
+        for key in keys:
+            messages = messages.get(key) if isinstance(messages, dict) else None
+        if not isinstance(messages, list):
+            continue
+        for i, message in enumerate(messages):
+            content = message.get("content") if isinstance(message, dict) else None
+            if not isinstance(content, list):
+                continue
+            for j, part in enumerate(content):
+                if isinstance(part, dict) and part.get("type") == "image_url":
+                    found.append(f"{'.'.join(keys)}[{i}].content[{j}]")
+    return found

@@ -67,6 +67,7 @@ class _Options:
     max_issues: int
     context_limit: int | None
     tokenizer: TokenizerResolver | None = None
+    images: bool = True
 
 
 @dataclass
@@ -95,7 +96,7 @@ class _Scanner:
     def __init__(self, options: _Options, counter: Any) -> None:
         self.o = options
         self.counter = counter
-        self.ctx = Context(method=options.method, hosted=options.hosted)
+        self.ctx = Context(method=options.method, hosted=options.hosted, images=options.images)
         self.p = _Partial()
         self._loads = json.JSONDecoder(parse_constant=_reject_constant, parse_int=_parse_int).decode
 
@@ -503,6 +504,7 @@ def validate(
     max_issues: int = 1000,
     progress: ProgressCallback | None = None,
     tokenizer: TokenizerResolver | None = None,
+    images: bool = True,
 ) -> DatasetReport:
     """Validate a JSONL fine-tuning dataset without ever raising on its content.
 
@@ -526,6 +528,10 @@ def validate(
         tokenizer: ``tokenizer(model) -> (tokenizer, label) | None`` for models that are
             neither OpenAI models nor model directories (a local backend's aliases);
             ``finetune_sdk.validate`` passes the provider registry's.
+        images: whether the target can train on images. ``False`` for the local trainer,
+            which trains text-only models: every example with an image part is then an
+            error (``images_not_supported_by_model``) on its line, so that no image is
+            ever dropped without a word.
 
     Returns:
         A :class:`DatasetReport`; ``report.ok`` is True when there are no errors.
@@ -550,7 +556,7 @@ def validate(
     options = _Options(model=model, method=method,
                        hosted=facts is not None if hosted is None else hosted,
                        max_issues=max_issues, context_limit=facts.context_limit if facts else None,
-                       tokenizer=tokenizer)
+                       tokenizer=tokenizer, images=images)
     report, partials = _report(p, options, workers, progress, n_epochs=n_epochs)
     if validation_file is not None:
         v = Path(validation_file)

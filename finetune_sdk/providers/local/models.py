@@ -40,11 +40,12 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ..._filelock import file_lock
 from ..._secrets import get_logger
 from ...config import finetune_home
 from ...errors import FineTuneError
@@ -413,9 +414,8 @@ def _resolve_embedded(canonical: str, cache: Path, progress: Progress | None) ->
     except OSError as exc:
         raise BaseModelError(
             f"Cannot create the model cache {cache} ({exc}). Set {ENV_MODEL_CACHE} to a writable directory.") from exc
-    with _file_lock(cache / ".locks" / f"{canonical}.lock", progress,
-                    f"Another process is converting the embedded {spec.display}; waiting for it..."
-                    ) as exclusive:
+    waiting = f"Another process is converting the embedded {spec.display}; waiting for it..."
+    with file_lock(cache / ".locks" / f"{canonical}.lock", on_wait=lambda: _say(progress, waiting)) as exclusive:
         if _is_complete(target):  # someone finished while we waited
             return ResolvedModel(name=canonical, path=target, source="embedded")
         if exclusive:
@@ -447,63 +447,6 @@ def _resolve_embedded(canonical: str, cache: Path, progress: Progress | None) ->
             shutil.rmtree(tmp, ignore_errors=True)
         _say(progress, f"Converted {spec.display} in {time.monotonic() - started:.1f} s; cached in {target}.")
     return ResolvedModel(name=canonical, path=target, source="embedded")
-
-
-_thread_locks: dict[str, threading.Lock] = {}
-_thread_locks_guard = threading.Lock()
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path, progress: Progress | None, waiting: str) -> Iterator[bool]:
-    """An exclusive inter-process lock on ``path`` (and between threads of this process).
-
-    Yields True when the lock is really exclusive; False where no locking primitive is
-    available (then the atomic rename still keeps half-written copies invisible).
-    """
-    with _thread_locks_guard:
-        tlock = _thread_locks.setdefault(str(path), threading.Lock())
-    with tlock:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a+b") as fh:
-            try:
-                import fcntl
-            except ImportError:
-                fcntl = None  # type: ignore[assignment]
-            if fcntl is not None:
-                try:
-                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:
-                    _say(progress, waiting)
-                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-                try:
-                    yield True
-                finally:
-                    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-                return
-            try:
-                import msvcrt
-            except ImportError:
-                msvcrt = None  # type: ignore[assignment]
-            if msvcrt is not None:  # pragma: no cover - Windows
-                fh.seek(0)
-                told = False
-                while True:
-                    try:
-                        msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
-                        break
-                    except OSError:
-                        if not told:
-                            _say(progress, waiting)
-                            told = True
-                        time.sleep(0.5)
-                try:
-                    yield True
-                finally:
-                    fh.seek(0)
-                    msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
-                return
-            _log.warning("No file locking on this platform; concurrent conversions may duplicate work.")
-            yield False  # pragma: no cover
 
 
 def _convert_embedded(spec: _Embedded, gguf_path: Path, out: Path) -> None:

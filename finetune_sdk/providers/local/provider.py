@@ -1,13 +1,14 @@
 """The local backend: fine-tune open-weights models on this machine, as jobs that behave
 like hosted ones (statuses, events, metrics, checkpoints, cancel, pause, resume).
 
-Each job runs as its own OS process (``python -m finetune_sdk.providers.local.train JOB_DIR``,
+Each job runs as its own OS process (``python -m finetune_sdk.providers.local.training.train JOB_DIR``,
 or under ``torchrun`` / ``accelerate launch`` via the ``launcher`` setting); state lives in
 ``FINETUNE_HOME/jobs/<id>/``. This class is the job store and the process launcher.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -18,16 +19,18 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterator, Mapping
 
 from ...config import ProviderSettings, finetune_home, setting
-from ...errors import BadRequestError, NotFoundError
+from ...errors import BadRequestError, DatasetError, NotFoundError
 from ...metrics import points_from_events
 from ...types import (ChatDelta, ChatResponse, Checkpoint, Deployment, DeploySpec, Event, File, Job, JobSpec,
                       JobStatus, MetricPoint, ModelInfo, from_timestamp)
 from ..base import Capability, Provider
 from ..http import Transport
-from .hparams import train_config
-from .store import TERMINAL, FileStore, JobRecord, JobStore, process_alive, process_started_at, read_json
+from .jobs.hparams import train_config
+from .jobs.store import TERMINAL, FileStore, JobRecord, JobStore, process_alive, process_started_at, read_json
 
 __all__ = ["LocalProvider", "LocalSettings"]
+
+_IMAGE_LINES_LISTED = 20  # line numbers named in the refusal of data with images; the rest are counted
 
 
 class LocalSettings(ProviderSettings):
@@ -47,7 +50,7 @@ class LocalProvider(Provider[LocalSettings]):
 
     name = "local"
     hosted = False
-    accepts_images = False  # the trainer and the models it trains read text only
+    accepts_images = False  # text-only base models: data with images is refused (create_job), never dropped
     # The raw statuses the job process writes to job.json.
     statuses: ClassVar[Mapping[str, JobStatus]] = {
         "validating": JobStatus.VALIDATING, "queued": JobStatus.QUEUED, "running": JobStatus.RUNNING,
@@ -60,7 +63,7 @@ class LocalProvider(Provider[LocalSettings]):
     Settings = LocalSettings
 
     def __init__(self, settings: LocalSettings | None = None, *, host: Any = None, **kwargs: Any) -> None:
-        """``host``: a :class:`~finetune_sdk.providers.local.serving.ModelHost` when this provider runs inside
+        """``host``: a :class:`~finetune_sdk.providers.local.serving.host.ModelHost` when this provider runs inside
         the inference server (chat is then served in-process); otherwise chat and deployments go
         through the background server."""
         super().__init__(settings, **kwargs)
@@ -154,14 +157,35 @@ class LocalProvider(Provider[LocalSettings]):
                 raise BadRequestError(f"invalid {'training' if name == 'train.jsonl' else 'validation'}_file: {fid}",
                                       provider=self.name, status_code=400,
                                       param="training_file" if name == "train.jsonl" else "validation_file") from None
+        self._refuse_images(spec, paths)
         record = JobRecord(id=self.jobs.new_id(), spec=spec, config=cfg.model_dump(), created_at=time.time())
         d = self.jobs.create(record)
         for name, src in paths.items():
             (d / name).write_bytes(src.read_bytes())
         self.jobs.append_event(record.id, Event(id=f"ftevent-{record.id[6:]}-created", created_at=from_timestamp(
-            record.created_at), message=f"Validating training file: {spec.training_file}"))
+            record.created_at), message=f"Validating training file: {spec.training_file}", kind="status",
+            data={"status": JobStatus.VALIDATING.value}))
         self._launch(record.id)
         return self.get_job(record.id)
+
+    def _refuse_images(self, spec: JobSpec, paths: dict[str, Path]) -> None:
+        """Refuse data with images before anything is created: training would have to drop them."""
+        found = []
+        for name, path in paths.items():
+            lines = _image_lines(path)
+            if lines:
+                which, fid = ("training", spec.training_file) if name == "train.jsonl" else \
+                    ("validation", spec.validation_file)
+                listed = ", ".join(map(str, lines[:_IMAGE_LINES_LISTED]))
+                if len(lines) > _IMAGE_LINES_LISTED:
+                    listed += f" and {len(lines) - _IMAGE_LINES_LISTED} more"
+                found.append(f"the {which} file ({fid}) has images on {len(lines)} line(s): {listed}")
+        if found:
+            what = "; ".join(found)
+            raise DatasetError(f"{what[0].upper()}{what[1:]}. The local trainer fine-tunes text-only models, so it "
+                               f"cannot learn from images, and it never drops them silently. Remove the image parts "
+                               f"(or those examples), or fine-tune a vision model on a hosted provider (e.g. "
+                               f"OpenAI's gpt-4o). finetune_sdk.validate(path, images=False) lists every one.")
 
     def _served_base(self, spec: JobSpec) -> JobSpec:
         """Behind the server, requests may only name the default models or the bases the operator serves."""
@@ -181,7 +205,7 @@ class LocalProvider(Provider[LocalSettings]):
         d = self._dir(job_id)
         python = s.python or sys.executable
         prefix = [python] if s.launcher.strip() in ("", "python") else shlex.split(s.launcher)
-        cmd = prefix + ["-m", "finetune_sdk.providers.local.train", str(d)]
+        cmd = prefix + ["-m", "finetune_sdk.providers.local.training.train", str(d)]
         log = open(d / "train.log", "ab")
         try:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -215,7 +239,8 @@ class LocalProvider(Provider[LocalSettings]):
                    + "\nResume from the last checkpoint with client.jobs.resume(job_id).")
         self.jobs.append_event(record.id, Event(id=f"ftevent-{record.id[6:]}-lost-{record.attempts}",
                                                 created_at=from_timestamp(time.time()), level="error",
-                                                message="The training process vanished."))
+                                                message="The training process vanished.", kind="status",
+                                                data={"status": JobStatus.FAILED.value}))
         return self.jobs.update(record.id, status="failed", finished_at=time.time(), pid=None,
                                 error=JobError(code="process_lost", message=message))
 
@@ -289,7 +314,8 @@ class LocalProvider(Provider[LocalSettings]):
         if record.status not in TERMINAL:  # it did not stop in time: stop it
             self._signal(record, signal.SIGKILL)
             self.jobs.append_event(job_id, Event(id=f"ftevent-{job_id[6:]}-killed", created_at=from_timestamp(
-                time.time()), level="warning", message="The job did not stop in time and was killed."))
+                time.time()), level="warning", message="The job did not stop in time and was killed.", kind="status",
+                data={"status": JobStatus.CANCELLED.value}))
             record = self.jobs.update(job_id, status="cancelled", finished_at=time.time(), pid=None)
         return self._to_job(record)
 
@@ -319,7 +345,8 @@ class LocalProvider(Provider[LocalSettings]):
                                              created_at=from_timestamp(time.time()),
                                              message="Fine-tuning job resumed" + (
                                                  f" from step {ckpts[-1].name[5:].lstrip('0')}" if ckpts else
-                                                 " from the start (no checkpoint yet)")))
+                                                 " from the start (no checkpoint yet)"), kind="status",
+                                             data={"status": JobStatus.QUEUED.value}))
         self._launch(job_id)
         return self.get_job(job_id)
 
@@ -353,20 +380,20 @@ class LocalProvider(Provider[LocalSettings]):
 
     # ------------------------------------------------------------------ export and publish
     def export(self, job_id: str, *, format: str, out: Path, **options: Any) -> Any:
-        from .export import export_job
+        from .publish.export import export_job
 
         self._dir(job_id)
         return export_job(self.home, job_id, format=format, out=Path(out), **options)  # type: ignore[arg-type]
 
     def push_to_hub(self, job_id: str, repo_id: str, **options: Any) -> Any:
-        from .hub import push_job_to_hub
+        from .publish.hub import push_job_to_hub
 
         self._dir(job_id)
         return push_job_to_hub(self.home, job_id, repo_id, **options)
 
     # ------------------------------------------------------------------ serving
     def _server(self) -> Any:
-        from .serving import ensure_server
+        from .serving.background import ensure_server
 
         s: LocalSettings = self.settings  # type: ignore[assignment]
         return ensure_server(self.home, device=s.device, python=s.python)
@@ -414,7 +441,7 @@ class LocalProvider(Provider[LocalSettings]):
         """Serve ``model`` from the background server (started if needed); waits until it answers."""
         import re
 
-        from .serving import Deployments
+        from .serving.deployments import Deployments
 
         self._servable(model)
         name = spec.name or model
@@ -428,7 +455,8 @@ class LocalProvider(Provider[LocalSettings]):
                           ready=True, base_url=info.base_url, created_at=from_timestamp(int(time.time())))
 
     def get_deployment(self, name: str) -> Deployment:
-        from .serving import Deployments, running_server
+        from .serving.background import running_server
+        from .serving.deployments import Deployments
 
         entry = Deployments(self.home).read().get(name)
         if entry is None:
@@ -441,13 +469,14 @@ class LocalProvider(Provider[LocalSettings]):
                           created_at=from_timestamp(int(entry.get("created_at", 0))))
 
     def list_deployments(self) -> list[Deployment]:
-        from .serving import Deployments
+        from .serving.deployments import Deployments
 
         return [self.get_deployment(name) for name in Deployments(self.home).read()]
 
     def delete_deployment(self, name: str) -> None:
         """Remove a deployment; the background server shuts down with the last one."""
-        from .serving import Deployments, stop_server
+        from .serving.background import stop_server
+        from .serving.deployments import Deployments
 
         registry = Deployments(self.home)
         if not registry.remove(name):
@@ -470,3 +499,21 @@ class LocalProvider(Provider[LocalSettings]):
                 models.append(ModelInfo(id=job.fine_tuned_model, created_at=job.finished_at, owned_by="local",
                                         fine_tuned=True))
         return models
+
+
+def _image_lines(path: Path) -> list[int]:
+    """The 1-based numbers of the lines of a JSONL file whose example holds an image part."""
+    from ...data.records import image_parts
+
+    found = []
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if b"image_url" not in raw:  # most lines of most files: no parsing
+                continue
+            try:
+                example = json.loads(raw.decode("utf-8-sig"))
+            except (ValueError, RecursionError):
+                continue  # a malformed line: the job's own validation reports it
+            if image_parts(example):
+                found.append(lineno)
+    return found

@@ -20,8 +20,8 @@ from typing import Any, Callable
 
 import torch
 
+from ..jobs.hparams import TrainConfig
 from .batching import MicroBatch, PreferencePair, Tokens, build_micro_batch, pack
-from .hparams import TrainConfig
 from .loss import dpo_loss, sequence_logprobs, sft_loss_sums
 
 __all__ = ["Dist", "Trainer", "StopTraining", "NonFiniteLoss", "peak_flops"]

@@ -23,9 +23,17 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 __all__ = ["Tokens", "ChatRenderer", "tokenize_example", "pack", "MicroBatch", "build_micro_batch",
-           "IGNORE", "PreferencePair"]
+           "IGNORE", "PreferencePair", "UnsupportedContent"]
 
 IGNORE = -100
+
+
+class UnsupportedContent(ValueError):
+    """An example holds content a text-only model cannot train on (an image): refused, never dropped."""
+
+
+_NO_IMAGES = ("the local trainer trains text-only models and never drops content. Remove the image parts (or "
+              "the example), or fine-tune a vision model on a hosted provider.")
 
 
 @dataclass
@@ -50,14 +58,27 @@ class PreferencePair:
     rejected: Tokens
 
 
+def _text(content: list[Any], where: str) -> str:
+    """The text of a list of content parts; UnsupportedContent for an image or any part of unknown kind."""
+    texts = []
+    for j, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+        if kind == "text":
+            texts.append(part.get("text") or "")
+        elif kind != "refusal":  # assistant refusal parts are left out of the rendering, as they always were
+            what = "an image" if kind == "image_url" else f"a {kind!r} part"
+            raise UnsupportedContent(f"{where}, content part {j} is {what}; {_NO_IMAGES}")
+    return "".join(texts)
+
+
 def _hf_messages(messages: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """OpenAI-format messages as chat templates expect them (tool-call arguments as objects)."""
+    """OpenAI-format messages as chat templates expect them (text parts joined, tool-call arguments as objects)."""
     out = []
-    for m in messages:
+    for i, m in enumerate(messages):
         m = {k: v for k, v in m.items() if k != "weight"}
         content = m.get("content")
-        if isinstance(content, list):  # text parts -> text (images are not supported by text-only models)
-            m["content"] = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+        if isinstance(content, list):
+            m["content"] = _text(content, f"message {i}")
         elif content is None:
             m["content"] = ""
         calls = m.get("tool_calls")
@@ -179,6 +200,13 @@ class ChatRenderer:
 
 
 def tokenize_example(renderer: ChatRenderer, example: dict[str, Any], fmt: str) -> Tokens | PreferencePair:
+    """Tokens of one example; UnsupportedContent, naming the part, if it holds an image."""
+    from ....data.records import image_parts
+
+    images = image_parts(example)
+    if images:
+        more = f" (one of {len(images)})" if len(images) > 1 else ""
+        raise UnsupportedContent(f"{images[0]} is an image{more}; {_NO_IMAGES}")
     if fmt == "chat":
         return renderer.chat(example.get("messages") or [], example.get("tools"))
     if fmt == "completion":

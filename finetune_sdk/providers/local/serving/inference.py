@@ -19,8 +19,8 @@ from typing import Any, Iterator
 
 import torch
 
-from ..._secrets import get_logger
-from ...types import ChatDelta, Usage
+from ...._secrets import get_logger
+from ....types import ChatDelta, Usage
 
 __all__ = ["Engine", "GenerationRequest"]
 

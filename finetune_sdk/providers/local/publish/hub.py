@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..._secrets import get_logger, register_secret, scrub, scrub_third_party_logs
-from ...errors import FineTuneError
-from .store import JobRecord, JobStore
+from ...._secrets import get_logger, register_secret, scrub, scrub_third_party_logs
+from ....errors import FineTuneError
+from ..jobs.store import JobRecord, JobStore
 
 __all__ = ["HubError", "PushResult", "model_card", "push_job_to_hub"]
 
@@ -109,7 +109,7 @@ def _load_job(home: Path, job_id: str, *, merged: bool) -> _Job:
 
 def _base_info(spec_model: str) -> tuple[str, str | None, str | None, bool]:
     """(display name, Hub id or None, license or None, embedded) of the base model a job was given."""
-    from . import models
+    from .. import models
 
     name = (spec_model or models.DEFAULT_BASE_MODEL).strip()
     canonical = models.ALIASES.get(name.lower())
@@ -124,7 +124,7 @@ def _base_info(spec_model: str) -> tuple[str, str | None, str | None, bool]:
 
 def _metrics(store: JobStore, job: _Job) -> dict[str, tuple[int, float]]:
     """The last value (with its step) of each loss/accuracy series, from events, else results.csv."""
-    from ...metrics import parse_results_csv, points_from_events
+    from ....metrics import parse_results_csv, points_from_events
 
     points = points_from_events(store.events(job.record.id))
     if not points and (job.dir / "results.csv").is_file():
@@ -404,7 +404,7 @@ def _merge(job: _Job, out: Path) -> None:
     """Merge the job's adapter into its base model; write safetensors + config + tokenizer to ``out``."""
     import shutil
 
-    from . import models
+    from .. import models
 
     try:
         from peft import PeftModel

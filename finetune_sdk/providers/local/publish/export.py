@@ -10,10 +10,8 @@ writes ``DIR``:
   safetensors with its tokenizer, chat template and generation config: a plain Hugging Face
   model directory (``vllm serve DIR``). A full fine-tune is copied as it is.
 - ``gguf`` — one GGUF file (``f16``, ``f32`` or ``q8_0``) for llama.cpp and Ollama, written
-  with the ``gguf`` package for the LLaMA architecture (SmolLM2 is one), plus an Ollama
-  ``Modelfile``. The q/k projections are permuted as llama.cpp's ``convert_hf_to_gguf.py``
-  does, so llama.cpp and transformers (``from_pretrained(DIR, gguf_file=...)``) read it back
-  correctly. Other architectures: export ``merged`` and run llama.cpp's converter on it.
+  by :mod:`.gguf_writer` for the LLaMA architecture (SmolLM2 is one), plus an Ollama
+  ``Modelfile``. Other architectures: export ``merged`` and run llama.cpp's converter on it.
 
 Everything is written to a temporary directory beside ``DIR`` and renamed into place when
 complete; an existing non-empty ``DIR`` is never overwritten.
@@ -31,10 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ...errors import FineTuneError
-from .store import JobRecord, JobStore
+from ....errors import FineTuneError
+from ..jobs.store import JobRecord, JobStore
+from .gguf_writer import GgufUnsupported, check_llama_gguf, write_llama_gguf
 
-__all__ = ["VLLM_LORA_RANKS", "ExportError", "ExportResult", "export_job", "write_llama_gguf"]
+__all__ = ["VLLM_LORA_RANKS", "ExportError", "ExportResult", "export_job"]
 
 ExportFormat = Literal["adapter", "merged", "gguf"]
 GgufType = Literal["f16", "f32", "q8_0"]
@@ -45,9 +44,6 @@ GGUF_TYPES = ("f16", "f32", "q8_0")
 #: The ``--max-lora-rank`` values vLLM accepts (its default is 16).
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 VLLM_DEFAULT_MAX_LORA_RANK = 16
-
-#: model_type values this module writes GGUF for.
-GGUF_MODEL_TYPES = frozenset({"llama"})
 
 CHATML_START = "<|im_start|>"
 CHATML_END = "<|im_end|>"
@@ -60,8 +56,6 @@ OLLAMA_CHATML_TEMPLATE = (
 )
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-# Tensors in a checkpoint that are not weights (recomputed by every runtime).
-_IGNORED_TENSORS = ("rotary_emb.inv_freq",)
 
 
 class ExportError(FineTuneError):
@@ -173,7 +167,7 @@ class _JobSource:
         if recorded and (Path(recorded) / "config.json").is_file():
             self._base_dir = Path(recorded)
             return self._base_dir
-        from . import models
+        from .. import models
 
         try:
             resolved = models.resolve_base_model(self.record.spec.model, trust_remote_code=self.trust_remote_code)
@@ -185,7 +179,7 @@ class _JobSource:
 
     def embedded_upstream(self) -> str | None:
         """The Hub id of the embedded base model, when the job used it."""
-        from . import models
+        from .. import models
 
         canonical = models.ALIASES.get(str(self.record.spec.model).strip().lower())
         if canonical is None:
@@ -327,7 +321,7 @@ def _write_merged(source: _JobSource, dest: Path) -> list[str]:
     except ImportError as exc:
         raise ExportError("Merging an adapter needs torch, transformers and peft: "
                           "pip install 'finetune-sdk[local]'") from exc
-    from . import models
+    from .. import models
 
     base_dir = source.base_dir()
     base_cfg = _read_config(base_dir)
@@ -402,13 +396,8 @@ def _unsupported(source: _JobSource, why: str) -> ExportError:
 def _check_gguf_supported(source: _JobSource) -> None:
     cfg = _read_config(source.config_source())
     try:
-        _llama_hparams(cfg)
-    except _Unsupported as exc:
-        raise _unsupported(source, str(exc)) from None
-    tok_json = source.tokenizer_source() / "tokenizer.json"
-    try:
-        _bpe_pre_tokenizer(_load_json(tok_json))
-    except _Unsupported as exc:
+        check_llama_gguf(cfg, source.tokenizer_source() / "tokenizer.json")
+    except GgufUnsupported as exc:
         raise _unsupported(source, str(exc)) from None
 
 
@@ -422,7 +411,7 @@ def _export_gguf(source: _JobSource, tmp: Path, out: Path, name: str, gguf_type:
     filename = f"{name}-{gguf_type}.gguf"
     try:
         info = write_llama_gguf(model_dir, tmp / filename, gguf_type=gguf_type, name=name)
-    except _Unsupported as exc:
+    except GgufUnsupported as exc:
         raise _unsupported(source, str(exc)) from None
     finally:
         if model_dir.parent == tmp:
@@ -441,278 +430,6 @@ def _export_gguf(source: _JobSource, tmp: Path, out: Path, name: str, gguf_type:
         notes.append(f"The GGUF holds the embedded {source.embedded_upstream()} (dequantised from its Q4_1 GGUF) "
                      f"plus the adapter.")
     return ExportResult(format="gguf", path=out, commands=commands, notes=notes)
-
-
-class _Unsupported(Exception):
-    """This model or tokenizer is outside what :func:`write_llama_gguf` writes."""
-
-
-def _load_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise _Unsupported(f"it has no {path.name} (a fast tokenizer file), which the GGUF vocabulary is built from")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise _Unsupported(f"{path} cannot be read ({exc})") from exc
-    return data
-
-
-def _rope(cfg: dict[str, Any]) -> tuple[float, dict[str, Any]]:
-    """``(rope_theta, scaling dict)`` from a transformers 4.x or 5.x config."""
-    params = cfg.get("rope_parameters") if isinstance(cfg.get("rope_parameters"), dict) else {}
-    scaling = cfg.get("rope_scaling") if isinstance(cfg.get("rope_scaling"), dict) else {}
-    theta = cfg.get("rope_theta") or params.get("rope_theta") or scaling.get("rope_theta") or 10000.0
-    merged = {**scaling, **params}
-    return float(theta), merged
-
-
-def _llama_hparams(cfg: dict[str, Any]) -> dict[str, Any]:
-    model_type = cfg.get("model_type")
-    if model_type not in GGUF_MODEL_TYPES:
-        raise _Unsupported(f"its architecture is {model_type!r} ({', '.join(cfg.get('architectures') or [])}), and "
-                           f"only {', '.join(sorted(GGUF_MODEL_TYPES))} is written directly")
-    act = cfg.get("hidden_act", "silu")
-    if act != "silu":
-        raise _Unsupported(f"its activation is {act!r}; llama.cpp's llama architecture uses silu")
-    try:
-        n_embd = int(cfg["hidden_size"])
-        n_head = int(cfg["num_attention_heads"])
-        n_head_kv = int(cfg.get("num_key_value_heads") or n_head)
-        hp = {
-            "vocab_size": int(cfg["vocab_size"]),
-            "context_length": int(cfg.get("max_position_embeddings") or 2048),
-            "embedding_length": n_embd,
-            "block_count": int(cfg["num_hidden_layers"]),
-            "feed_forward_length": int(cfg["intermediate_size"]),
-            "head_count": n_head,
-            "head_count_kv": n_head_kv,
-            "head_dim": int(cfg.get("head_dim") or n_embd // n_head),
-            "rms_eps": float(cfg.get("rms_norm_eps", 1e-6)),
-            "tie_word_embeddings": bool(cfg.get("tie_word_embeddings", False)),
-        }
-    except (KeyError, TypeError, ValueError) as exc:
-        raise _Unsupported(f"its config.json lacks or mangles a LLaMA setting ({exc})") from None
-    theta, scaling = _rope(cfg)
-    rope_type = str(scaling.get("rope_type") or scaling.get("type") or "default")
-    if rope_type not in ("default", "linear"):
-        raise _Unsupported(f"its RoPE scaling {rope_type!r} is not written here (only default and linear)")
-    hp["rope_theta"] = theta
-    hp["rope_scaling_linear"] = float(scaling.get("factor", 1.0)) if rope_type == "linear" else None
-    if hp["head_count"] % hp["head_count_kv"]:
-        raise _Unsupported("its attention head count is not a multiple of its key/value head count")
-    return hp
-
-
-def _bpe_pre_tokenizer(tok: dict[str, Any]) -> str:
-    """llama.cpp's ``tokenizer.ggml.pre`` name for a byte-level BPE tokenizer.json; _Unsupported otherwise."""
-    model = tok.get("model") or {}
-    if model.get("type") != "BPE" or model.get("byte_fallback"):
-        raise _Unsupported("its tokenizer is not a byte-level (GPT-2 style) BPE tokenizer (sentencepiece-style "
-                           "vocabularies are not written here)")
-    normalizer = tok.get("normalizer")
-    if normalizer is not None and normalizer.get("type") != "NFC":
-        raise _Unsupported(f"its tokenizer has a {normalizer.get('type')!r} normalizer, which GGUF cannot express")
-    pre = tok.get("pre_tokenizer") or {}
-    steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
-    kinds = [s.get("type") for s in steps]
-    if kinds == ["ByteLevel"] and steps[0].get("use_regex", True):
-        return "gpt-2"    # llama.cpp's name for the GPT-2 split (LLAMA_VOCAB_PRE_TYPE_GPT2)
-    if (kinds == ["Digits", "ByteLevel"] and steps[0].get("individual_digits")
-            and steps[1].get("use_regex", True)):
-        return "smollm"   # llama.cpp: single digits, then the GPT-2 split
-    if kinds == ["Split", "ByteLevel"] and not steps[1].get("use_regex", True):
-        pattern = (steps[0].get("pattern") or {}).get("Regex")
-        known = _known_splits()
-        for pre_name in ("llama-bpe", "qwen2", "gpt-4o", "tekken"):
-            if pattern is not None and known.get(pre_name) == pattern:
-                return pre_name
-    raise _Unsupported(f"its tokenizer's pre-tokenizer ({' + '.join(str(k) for k in kinds) or 'none'}) is not one "
-                       f"this exporter can name for llama.cpp")
-
-
-def _known_splits() -> dict[str, str]:
-    try:  # the regexes transformers uses to read these llama.cpp pre-tokenizer names back
-        from transformers.integrations.gguf.gguf_tokenizer_mapping import GGUF_PRE_TOKENIZER_SPLITS
-    except Exception:  # noqa: BLE001 - other transformers versions: only gpt2/smollm
-        return {}
-    return dict(GGUF_PRE_TOKENIZER_SPLITS)
-
-
-def _permute(weights: Any, n_head: int, n_head_kv: int | None) -> Any:
-    """llama.cpp's ``LlamaModel.permute``: from HF's rotate-half layout to GGML's interleaved RoPE layout."""
-    if n_head_kv is not None and n_head != n_head_kv:
-        n_head = n_head_kv
-    return (weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
-            .swapaxes(1, 2)
-            .reshape(weights.shape))
-
-
-def _merges(tok: dict[str, Any]) -> list[str]:
-    merges = (tok.get("model") or {}).get("merges") or []
-    out = []
-    for m in merges:
-        if isinstance(m, str):
-            out.append(m)
-        else:  # ["a", "b"] pairs (tokenizers >= 0.20); llama.cpp spells a space inside a part as U+0120
-            out.append(" ".join("".join(chr(ord(c) + 256) if c == " " else c for c in part) for part in m))
-    return out
-
-
-def write_llama_gguf(model_dir: Path, dest: Path, *, gguf_type: str = "f16", name: str | None = None) -> dict[str, Any]:
-    """Write the LLaMA-architecture Hugging Face model in ``model_dir`` as a GGUF file ``dest``.
-
-    Returns ``{"chat_template", "eos_token", "notes", ...}`` about what was written. Raises
-    ``_Unsupported`` (internal) for architectures and tokenizers outside its scope.
-    """
-    import gguf
-    import numpy as np
-    from safetensors import safe_open
-    from transformers import AutoTokenizer
-
-    model_dir = Path(model_dir)
-    cfg = _read_config(model_dir)
-    hp = _llama_hparams(cfg)
-    tok_json = _load_json(model_dir / "tokenizer.json")
-    pre = _bpe_pre_tokenizer(tok_json)
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    notes: list[str] = []
-
-    file_type = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
-                 "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[gguf_type]
-    arch = gguf.MODEL_ARCH.LLAMA
-    writer = gguf.GGUFWriter(str(dest), gguf.MODEL_ARCH_NAMES[arch])
-
-    # -- general + hyperparameters (the keys llama.cpp's converter writes for LLaMA)
-    writer.add_type(gguf.GGUFType.MODEL)
-    writer.add_name(name or model_dir.name)
-    writer.add_vocab_size(hp["vocab_size"])
-    writer.add_context_length(hp["context_length"])
-    writer.add_embedding_length(hp["embedding_length"])
-    writer.add_block_count(hp["block_count"])
-    writer.add_feed_forward_length(hp["feed_forward_length"])
-    writer.add_head_count(hp["head_count"])
-    writer.add_head_count_kv(hp["head_count_kv"])
-    writer.add_rope_dimension_count(hp["head_dim"])
-    writer.add_rope_freq_base(hp["rope_theta"])
-    writer.add_layer_norm_rms_eps(hp["rms_eps"])
-    writer.add_key_length(hp["head_dim"])
-    writer.add_value_length(hp["head_dim"])
-    if hp["rope_scaling_linear"] is not None:
-        writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
-        writer.add_rope_scaling_factor(hp["rope_scaling_linear"])
-    writer.add_file_type(file_type)
-    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-
-    # -- tokenizer (gpt2-style BPE, as llama.cpp's get_vocab_base)
-    n_vocab = hp["vocab_size"]
-    vocab = tokenizer.get_vocab()
-    if max(vocab.values(), default=-1) >= n_vocab:
-        raise _Unsupported(f"its tokenizer has ids up to {max(vocab.values())}, beyond the model's vocab_size "
-                           f"{n_vocab}")
-    reverse = {i: t for t, i in vocab.items()}
-    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
-    tokens: list[str] = []
-    types: list[int] = []
-    for i in range(n_vocab):
-        if i not in reverse:
-            tokens.append(f"[PAD{i}]")
-            types.append(int(gguf.TokenType.UNUSED))
-        elif i in added:
-            tokens.append(reverse[i])
-            types.append(int(gguf.TokenType.CONTROL if added[i].special else gguf.TokenType.USER_DEFINED))
-        else:
-            tokens.append(reverse[i])
-            types.append(int(gguf.TokenType.NORMAL))
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(pre)
-    writer.add_token_list(tokens)
-    writer.add_token_types(types)
-    merges = _merges(tok_json)
-    if not merges:
-        raise _Unsupported("its tokenizer.json has no BPE merges")
-    writer.add_token_merges(merges)
-    special = {"bos": tokenizer.bos_token_id, "eos": tokenizer.eos_token_id, "unk": tokenizer.unk_token_id,
-               "pad": tokenizer.pad_token_id}
-    for kind, tid in special.items():
-        if isinstance(tid, int) and 0 <= tid < n_vocab:
-            getattr(writer, f"add_{kind}_token_id")(tid)
-    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
-    full = tokenizer("a", add_special_tokens=True)["input_ids"]
-    add_bos = bool(special["bos"] is not None and len(full) > len(plain) and full[0] == special["bos"])
-    add_eos = bool(special["eos"] is not None and len(full) > len(plain) and full[-1] == special["eos"])
-    writer.add_add_bos_token(add_bos)
-    writer.add_add_eos_token(add_eos)
-    template = getattr(tokenizer, "chat_template", None)
-    if isinstance(template, dict):
-        template = [{"name": k, "template": v} for k, v in template.items()]
-    if template:
-        writer.add_chat_template(template)
-    else:
-        notes.append("The tokenizer has no chat template, so the GGUF carries none; set one in the runtime.")
-
-    # -- tensors
-    files = sorted(model_dir.glob("*.safetensors"))
-    if not files:
-        raise _Unsupported(f"{model_dir} has no *.safetensors weights")
-    name_map = gguf.get_tensor_name_map(arch, hp["block_count"])
-    qtype = {"f32": gguf.GGMLQuantizationType.F32, "f16": gguf.GGMLQuantizationType.F16,
-             "q8_0": gguf.GGMLQuantizationType.Q8_0}[gguf_type]
-    seen: set[str] = set()
-    fallback: list[str] = []
-    for path in files:
-        with safe_open(str(path), framework="pt") as f:
-            for key in sorted(f.keys(), key=_tensor_order):
-                if key.endswith(_IGNORED_TENSORS):
-                    continue
-                if key == "lm_head.weight" and hp["tie_word_embeddings"]:
-                    continue   # llama.cpp reuses token_embd when there is no output tensor
-                gguf_name = name_map.get_name(key, try_suffixes=(".weight", ".bias"))
-                if gguf_name is None:
-                    raise _Unsupported(f"its checkpoint has a tensor {key!r} with no GGUF name for LLaMA")
-                data = f.get_tensor(key).float().numpy()
-                if key.endswith(("q_proj.weight", "q_proj.bias")):
-                    data = _permute(data, hp["head_count"], hp["head_count"])
-                elif key.endswith(("k_proj.weight", "k_proj.bias")):
-                    data = _permute(data, hp["head_count"], hp["head_count_kv"])
-                if gguf_name == "token_embd.weight" and data.shape[0] != n_vocab:
-                    raise _Unsupported(f"its embedding has {data.shape[0]} rows but vocab_size is {n_vocab}")
-                data = np.ascontiguousarray(data, dtype=np.float32)
-                if data.ndim <= 1 or qtype == gguf.GGMLQuantizationType.F32:
-                    writer.add_tensor(gguf_name, data)                        # norms stay F32, as llama.cpp does
-                elif qtype == gguf.GGMLQuantizationType.F16:
-                    writer.add_tensor(gguf_name, data.astype(np.float16))
-                else:
-                    try:
-                        q = gguf.quants.quantize(data, qtype)
-                    except (ValueError, gguf.quants.QuantError):      # row length not a multiple of 32
-                        writer.add_tensor(gguf_name, data.astype(np.float16))
-                        fallback.append(gguf_name)
-                    else:
-                        writer.add_tensor(gguf_name, q, raw_shape=q.shape, raw_dtype=qtype)
-                seen.add(gguf_name)
-    if "token_embd.weight" not in seen:
-        raise _Unsupported("its checkpoint has no token embedding (model.embed_tokens.weight)")
-    if not hp["tie_word_embeddings"] and "output.weight" not in seen:
-        raise _Unsupported("its config says the output layer is untied, but lm_head.weight is missing")
-    if fallback:
-        notes.append(f"{len(fallback)} tensor(s) could not be stored as q8_0 (rows not a multiple of 32) and were "
-                     f"stored as f16: {', '.join(fallback[:4])}{' ...' if len(fallback) > 4 else ''}.")
-
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return {"chat_template": template if isinstance(template, str) else None,
-            "eos_token": tokenizer.eos_token, "pre": pre, "notes": notes}
-
-
-def _tensor_order(key: str) -> tuple[int, int, str]:
-    m = re.search(r"\.layers\.(\d+)\.", key)
-    if m:
-        return (1, int(m.group(1)), key)
-    if "embed_tokens" in key:
-        return (0, 0, key)
-    return (2, 0, key)
 
 
 # --------------------------------------------------------------------------- Ollama

@@ -1,4 +1,4 @@
-"""The training process: ``python -m finetune_sdk.providers.local.train JOB_DIR``.
+"""The training process: ``python -m finetune_sdk.providers.local.training.train JOB_DIR``.
 
 One OS process per job (so a notebook or application never blocks or dies with it),
 runnable unchanged under ``torchrun`` / ``accelerate launch``. It validates the data,
@@ -30,8 +30,8 @@ def _now() -> float:
 
 class JobRunner:
     def __init__(self, job_dir: Path) -> None:
-        from ...types import Event  # noqa: F401  (import errors surface early, in the log)
-        from .store import JobStore
+        from ....types import Event  # noqa: F401  (import errors surface early, in the log)
+        from ..jobs.store import JobStore
         from .trainer import Dist
 
         self.job_dir = job_dir.resolve()
@@ -45,15 +45,23 @@ class JobRunner:
         self.started = _now()
 
     # ------------------------------------------------------------------ reporting
-    def event(self, message: str, *, level: str = "info", data: dict[str, Any] | None = None) -> None:
-        from ...types import Event, from_timestamp
+    def event(self, message: str, *, level: str = "info", data: dict[str, Any] | None = None,
+              status: str | None = None, checkpoint: int | None = None) -> None:
+        """Record an event; its kind comes from what happened (a status, metrics ``data``, a
+        checkpoint), never from the message, which is for people."""
+        from ....types import Event, from_timestamp
 
         if not self.dist.main:
             return
+        if status is not None:
+            kind, payload = "status", {"status": status}
+        elif checkpoint is not None:
+            kind, payload = "checkpoint", {"step": checkpoint}
+        else:
+            kind, payload = ("metrics" if data else "message"), data or {}
         self.store.append_event(self.job_id, Event(id=f"ftevent-{secrets.token_hex(12)}",
                                                    created_at=from_timestamp(_now()), level=level,  # type: ignore[arg-type]
-                                                   message=message, type="metrics" if data else "message",
-                                                   data=data or {}))
+                                                   message=message, kind=kind, data=payload))  # type: ignore[arg-type]
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
     def status(self, status: str, **fields: Any) -> None:
@@ -61,9 +69,9 @@ class JobRunner:
             self.store.update(self.job_id, status=status, **fields)
 
     def fail(self, code: str, message: str, param: str | None = None) -> int:
-        from ...types import JobError
+        from ....types import JobError
 
-        self.event(message, level="error")
+        self.event(message, level="error", status="failed")
         self.status("failed", finished_at=_now(), error=JobError(code=code, message=message, param=param))
         return 1
 
@@ -79,12 +87,12 @@ class JobRunner:
 
     # ------------------------------------------------------------------ phases
     def _validate(self, record: Any, cfg: Any) -> bool:
-        from ...data.validate import validate
+        from ....data.validate import validate
 
         train = self.job_dir / "train.jsonl"
         report = validate(train, model=None, method=cfg.method if cfg.method != "supervised" else None,
                           hosted=False, validation_file=self.job_dir / "validation.jsonl"
-                          if (self.job_dir / "validation.jsonl").exists() else None, workers=1)
+                          if (self.job_dir / "validation.jsonl").exists() else None, workers=1, images=False)
         (self.job_dir / "validation_report.json").write_text(json.dumps(report.to_json_dict(), indent=1))
         if report.ok:
             self.event(f"Files validated: {report.examples} training examples"
@@ -99,7 +107,7 @@ class JobRunner:
 
     def _wait_for_device(self, stack: ExitStack, device_key: str) -> None:
         """Hold the device's lock for the rest of the run; while another job holds it, stay queued."""
-        from .store import file_lock
+        from ...._filelock import file_lock
         from .trainer import StopTraining
 
         lock_path = self.home / "locks" / f"{device_key}.lock"
@@ -112,7 +120,8 @@ class JobRunner:
             attempt.close()
             if not announced:
                 # The event first: anyone who sees the status already finds the reason in the events.
-                self.event(f"Queued: another job is running on {device_key}; this one starts when it finishes.")
+                self.event(f"Queued: another job is running on {device_key}; this one starts when it finishes.",
+                           status="queued")
                 self.status("queued")
                 announced = True
             reason = self.should_stop()
@@ -123,9 +132,10 @@ class JobRunner:
     def run(self) -> int:
         import torch
 
-        from ...errors import FineTuneError
-        from ...metrics import points_from_events, to_results_csv
-        from .hparams import TrainConfig
+        from ....errors import FineTuneError
+        from ....metrics import points_from_events, to_results_csv
+        from ..jobs.hparams import TrainConfig
+        from .batching import UnsupportedContent
         from .trainer import NonFiniteLoss, StopTraining
 
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "signalled", "cancel"))
@@ -147,15 +157,15 @@ class JobRunner:
                 self.dist.barrier()
                 self.status("running", started_at=record.started_at or _now(), device=str(device))
                 if not resuming:
-                    self.event("Fine-tuning job started")
+                    self.event("Fine-tuning job started", status="running")
                 trainer, tokenizer = self._build(cfg, record, device)
                 if resuming:
                     trainer.load_checkpoint(Path(record.resume_from), self._load_weights(trainer.model, cfg))
-                    self.event(f"Resumed from checkpoint at step {trainer.step}")
+                    self.event(f"Resumed from checkpoint at step {trainer.step}", status="running")
                 self._loop(trainer, cfg)
                 trainer.save_checkpoint({})  # every rank: it is a collective
                 if self.dist.main:
-                    self.event(f"Checkpoint created at step {trainer.step}")
+                    self.event(f"Checkpoint created at step {trainer.step}", checkpoint=trainer.step)
                     self._finish(trainer, tokenizer, cfg, to_results_csv(points_from_events(
                         self.store.events(self.job_id))))
                 return 0
@@ -163,19 +173,21 @@ class JobRunner:
                 if trainer is not None and trainer.step > 0:
                     path = trainer.save_checkpoint({})
                     if path is not None:
-                        self.event(f"Checkpoint created at step {trainer.step}")
+                        self.event(f"Checkpoint created at step {trainer.step}", checkpoint=trainer.step)
                 if stop.reason == "pause":
-                    self.event("Fine-tuning job paused")
+                    self.event("Fine-tuning job paused", status="paused")
                     self.status("paused", pause_requested=False, pid=None,
                                 resume_from=str(self._latest_checkpoint()) if self._latest_checkpoint() else None)
                     return 0
-                self.event("Fine-tuning job cancelled")
+                self.event("Fine-tuning job cancelled", status="cancelled")
                 self.status("cancelled", finished_at=_now(), pid=None)
                 return 0
             except NonFiniteLoss as exc:
                 return self.fail("non_finite_loss", f"Training diverged: {exc}. Lower learning_rate_multiplier "
                                                     f"(e.g. 0.5), raise batch_size, or check the data for "
                                                     f"outliers; max_grad_norm clips gradients (default 1.0).")
+            except UnsupportedContent as exc:
+                return self.fail("invalid_training_file", str(exc), "training_file")
             except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
                 return self.fail("out_of_memory", f"Out of memory ({type(exc).__name__}). Try a smaller "
                                                   f"batch_size or micro_batch_tokens, a shorter max_length, "
@@ -211,9 +223,9 @@ class JobRunner:
     def _build(self, cfg: Any, record: Any, device: Any) -> tuple[Any, Any]:
         import torch
 
-        from ...data.records import detect_format
-        from . import models
-        from .batching import ChatRenderer, tokenize_example
+        from ....data.records import detect_format
+        from .. import models
+        from .batching import ChatRenderer, UnsupportedContent, tokenize_example
         from .trainer import Trainer
 
         torch.manual_seed(cfg.seed)
@@ -233,11 +245,14 @@ class JobRunner:
                 return []
             out, dropped, truncated = [], 0, 0
             with open(path, encoding="utf-8-sig") as f:
-                for line in f:
+                for lineno, line in enumerate(f, 1):
                     if not line.strip():
                         continue
                     example = json.loads(line)
-                    item = tokenize_example(renderer, example, detect_format(example) or "chat")
+                    try:
+                        item = tokenize_example(renderer, example, detect_format(example) or "chat")
+                    except UnsupportedContent as exc:
+                        raise UnsupportedContent(f"{name} line {lineno}: {exc}") from None
                     seqs = [item.chosen, item.rejected] if hasattr(item, "chosen") else [item]
                     truncated += any(s.truncated for s in seqs)
                     if any(sum(1 for x in s.labels[1:] if x != -100) == 0 for s in seqs):
@@ -414,7 +429,7 @@ class JobRunner:
                 self.store.update(self.job_id, step=step, estimated_finish=_now() + eta)
             if (step % trainer.checkpoint_every == 0 or epoch_end) and step < total:
                 if trainer.save_checkpoint(data) is not None:
-                    self.event(f"Checkpoint created at step {step}")
+                    self.event(f"Checkpoint created at step {step}", checkpoint=step)
 
     def _finish(self, trainer: Any, tokenizer: Any, cfg: Any, results_csv: str) -> None:
         out = self.job_dir / ("adapter" if cfg.lora else "model")
@@ -436,7 +451,7 @@ class JobRunner:
         name = f"ft:{base_name}:local:{record.spec.suffix or ''}:{self.job_id.removeprefix('ftjob-')[:8]}"
         tokens = sum(len(x.chosen) + len(x.rejected) if hasattr(x, "chosen") else len(x) for x in trainer.train)
         self.event(f"New fine-tuned model created: {name}")
-        self.event("The job has successfully completed")
+        self.event("The job has successfully completed", status="succeeded")
         self.status("succeeded", finished_at=_now(), fine_tuned_model=name, pid=None, estimated_finish=None,
                     trained_tokens=int(tokens * trainer.step / max(1, trainer.steps_per_epoch)))
 
@@ -444,7 +459,7 @@ class JobRunner:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or not (Path(args[0]) / "job.json").is_file():
-        print("usage: python -m finetune_sdk.providers.local.train JOB_DIR  (a directory holding job.json)",
+        print("usage: python -m finetune_sdk.providers.local.training.train JOB_DIR  (a directory holding job.json)",
               file=sys.stderr)
         return 2
     return JobRunner(Path(args[0])).run()

@@ -11,51 +11,22 @@ is gone, or belongs to another process) and reported failed with the tail of its
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from pydantic import BaseModel, Field
 
-from ...types import Event, File, JobError, JobSpec, from_timestamp
+from ...._filelock import file_lock
+from ....types import Event, File, JobError, JobSpec, from_timestamp
 
-__all__ = ["JobRecord", "JobStore", "FileStore", "file_lock", "process_alive", "process_started_at", "TERMINAL"]
+__all__ = ["JobRecord", "JobStore", "FileStore", "process_alive", "process_started_at", "TERMINAL"]
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
-
-
-@contextlib.contextmanager
-def file_lock(path: Path, *, blocking: bool = True) -> Iterator[bool]:
-    """An inter-process lock on ``path`` (fcntl on POSIX, msvcrt on Windows). Yields whether it is held."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    held = False
-    try:
-        if os.name == "nt":  # pragma: no cover - Windows
-            import msvcrt
-
-            mode = msvcrt.LK_LOCK if blocking else msvcrt.LK_NBLCK
-            try:
-                msvcrt.locking(fd, mode, 1)
-                held = True
-            except OSError:
-                held = False
-        else:
-            import fcntl
-
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-                held = True
-            except BlockingIOError:
-                held = False
-        yield held
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 def process_started_at(pid: int) -> float | None:

@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ...errors import BadRequestError
-from ...types import Hyperparameters
+from ....errors import BadRequestError
+from ....types import Hyperparameters
 
 __all__ = ["TrainConfig", "train_config", "BASE_LR_LORA", "BASE_LR_FULL"]
 

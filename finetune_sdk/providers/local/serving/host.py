@@ -1,73 +1,25 @@
-"""Serving local fine-tunes: which model id means which weights, and the background server.
+"""Which model id means which weights, inside the serving process.
 
-:class:`ModelHost` (inside the server process) resolves a request's ``model`` to an engine
-and adapter — only ever through the job registry, deployment names and the base models
-the operator chose: a request can never name a filesystem path. Several LoRA fine-tunes
-of one base share one copy of the base weights.
-
-The background server (``client.deployments.create(job)``) is ``finetune serve`` started
-in its own session on a free loopback port with a random API key; its pid, port and key
-are kept in ``FINETUNE_HOME/serve/server.json`` (mode 0600), deployment names in
-``deployments.json``.
+:class:`ModelHost` resolves a request's ``model`` to an engine and adapter — only ever
+through the job registry, deployment names and the base models the operator chose: a
+request can never name a filesystem path. Several LoRA fine-tunes of one base share one
+copy of the base weights (one :class:`~.inference.Engine` per base).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..._secrets import get_logger, register_secret
-from ...errors import BadRequestError, NotFoundError, ProviderError
-from ...types import ChatDelta, ChatResponse, ModelInfo, Usage, from_timestamp
-from .store import JobStore, file_lock, process_alive, process_started_at
+from ....errors import BadRequestError, NotFoundError
+from ....types import ChatDelta, ChatResponse, ModelInfo, Usage, from_timestamp
+from ..jobs.store import JobStore
+from .deployments import Deployments
 
-__all__ = ["ModelHost", "ServerInfo", "ensure_server", "stop_server", "running_server", "Deployments",
-           "MAX_COMPLETION_TOKENS"]
+__all__ = ["MAX_COMPLETION_TOKENS", "ModelHost"]
 
-_log = get_logger(__name__)
 MAX_COMPLETION_TOKENS = 2048
-
-
-class Deployments:
-    """``FINETUNE_HOME/serve/deployments.json``: deployment name -> model id."""
-
-    def __init__(self, home: Path) -> None:
-        self.path = Path(home) / "serve" / "deployments.json"
-
-    def read(self) -> dict[str, dict[str, Any]]:
-        try:
-            return json.loads(self.path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, ValueError):
-            return {}
-
-    def _write(self, data: dict[str, dict[str, Any]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-        os.replace(tmp, self.path)
-
-    def add(self, name: str, model: str) -> None:
-        with file_lock(self.path.with_suffix(".lock")):
-            data = self.read()
-            data[name] = {"model": model, "created_at": time.time()}
-            self._write(data)
-
-    def remove(self, name: str) -> bool:
-        with file_lock(self.path.with_suffix(".lock")):
-            data = self.read()
-            found = data.pop(name, None) is not None
-            self._write(data)
-            return found
 
 
 class ModelHost:
@@ -96,7 +48,7 @@ class ModelHost:
 
     def add_base(self, name: str) -> str:
         """Serve a base model chosen by the operator (an alias, a directory or a Hub id); returns its id."""
-        from .models import resolve_base_model
+        from ..models import resolve_base_model
 
         resolved = resolve_base_model(name)
         model_id = resolved.name if resolved.source != "local" else Path(resolved.path).name
@@ -108,8 +60,8 @@ class ModelHost:
         with self._lock:
             engine = self.engines.get(key)
             if engine is None:
+                from ..models import ResolvedModel, load_model, load_tokenizer
                 from .inference import Engine
-                from .models import ResolvedModel, load_model, load_tokenizer
 
                 resolved = ResolvedModel(name=Path(weights).name, path=Path(weights), source="local")
                 tokenizer = load_tokenizer(resolved)
@@ -143,7 +95,7 @@ class ModelHost:
         target = alias["model"] if alias else model_id
         if target in self.bases:
             return self._engine(self.bases[target]), None, target
-        from .models import ALIASES, resolve_base_model
+        from ..models import ALIASES, resolve_base_model
 
         if target.lower() in ALIASES:
             canonical = ALIASES[target.lower()]
@@ -171,7 +123,7 @@ class ModelHost:
         return self._engine(job_dir / "model"), None, target
 
     def list_models(self) -> list[ModelInfo]:
-        from .models import DEFAULT_BASE_MODEL
+        from ..models import DEFAULT_BASE_MODEL
 
         ids = dict.fromkeys([DEFAULT_BASE_MODEL, *self.bases])
         out = [ModelInfo(id=i, owned_by="local") for i in ids]
@@ -231,106 +183,3 @@ class ModelHost:
                             finish_reason=last.finish_reason if last else "stop",
                             usage=last.usage if last and last.usage else Usage())
 
-
-# --------------------------------------------------------------------------- the background server
-
-@dataclass
-class ServerInfo:
-    pid: int
-    pid_started_at: float | None
-    host: str
-    port: int
-    api_key: str
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}/v1"
-
-
-def _state(home: Path) -> Path:
-    return Path(home) / "serve" / "server.json"
-
-
-def _healthy(info: ServerInfo, timeout: float = 2.0) -> bool:
-    import httpx
-
-    try:
-        return httpx.get(f"http://{info.host}:{info.port}/health", timeout=timeout).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def running_server(home: Path) -> ServerInfo | None:
-    try:
-        data = json.loads(_state(home).read_text(encoding="utf-8"))
-        info = ServerInfo(**data)
-    except (FileNotFoundError, ValueError, TypeError):
-        return None
-    register_secret(info.api_key)
-    if not process_alive(info.pid, info.pid_started_at) or not _healthy(info):
-        return None
-    return info
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def ensure_server(home: Path, *, device: str = "auto", python: str | None = None, timeout: float = 120.0) -> ServerInfo:
-    """The running background server, started if needed (one per FINETUNE_HOME)."""
-    home = Path(home)
-    with file_lock(home / "serve" / "server.lock"):
-        info = running_server(home)
-        if info is not None:
-            return info
-        key = "sk-local-" + secrets.token_urlsafe(24)
-        register_secret(key)
-        port = _free_port()
-        log = open(home / "serve" / "server.log", "ab")
-        try:
-            proc = subprocess.Popen([python or sys.executable, "-m", "finetune_sdk", "serve", "--host", "127.0.0.1",
-                                     "--port", str(port), "--home", str(home), "--device", device],
-                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True,
-                                    env={**os.environ, "FINETUNE_SERVE_API_KEY": key, "PYTHONUNBUFFERED": "1"})
-        finally:
-            log.close()
-        info = ServerInfo(pid=proc.pid, pid_started_at=process_started_at(proc.pid), host="127.0.0.1", port=port,
-                          api_key=key)
-        state = _state(home)
-        fd = os.open(state.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(info.__dict__, f)
-        os.replace(state.with_suffix(".tmp"), state)
-        deadline = time.monotonic() + timeout
-        while not _healthy(info, timeout=1.0):
-            if proc.poll() is not None:
-                tail = (home / "serve" / "server.log").read_text(errors="replace").splitlines()[-15:]
-                raise ProviderError("The local inference server failed to start:\n" + "\n".join(tail),
-                                    provider="local")
-            if time.monotonic() > deadline:
-                raise ProviderError(f"The local inference server did not answer within {timeout:g} s; see "
-                                    f"{home / 'serve' / 'server.log'}.", provider="local")
-            time.sleep(0.2)
-        return info
-
-
-def stop_server(home: Path, *, grace: float = 10.0) -> bool:
-    """Shut the background server down cleanly (then forcibly). True if one was running."""
-    state = _state(Path(home))
-    try:
-        info = ServerInfo(**json.loads(state.read_text(encoding="utf-8")))
-    except (FileNotFoundError, ValueError, TypeError):
-        return False
-    alive = process_alive(info.pid, info.pid_started_at)
-    if alive:
-        os.killpg(info.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while process_alive(info.pid, info.pid_started_at) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if process_alive(info.pid, info.pid_started_at):
-            os.killpg(info.pid, signal.SIGKILL)
-    state.unlink(missing_ok=True)
-    return alive
