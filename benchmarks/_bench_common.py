@@ -50,7 +50,8 @@ def check_template_equivalent(tokenizer: Any, examples: list[dict[str, Any]]) ->
     bad = 0
     for ex in examples:
         a = tokenizer.apply_chat_template(ex["messages"], tokenize=False)
-        b = tokenizer.apply_chat_template(ex["messages"], tokenize=False, chat_template=SMOLLM2_TEMPLATE_WITH_GENERATION)
+        b = tokenizer.apply_chat_template(ex["messages"], tokenize=False,
+                                          chat_template=SMOLLM2_TEMPLATE_WITH_GENERATION)
         bad += a != b
     return bad
 

@@ -38,7 +38,7 @@ def _client(emu: Any, **kwargs: Any) -> FineTuneClient:
 
 
 def _counts(plan: Any) -> dict[str, int]:
-    return {route: n for route, n in sorted(plan.requests.items())}
+    return dict(sorted(plan.requests.items()))
 
 
 def _create_under(emu: Any, kind: str) -> dict[str, Any]:

@@ -24,7 +24,6 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 PROMPT = [{"role": "user", "content": "Write a short story about a lighthouse keeper who finds a message in a "
@@ -53,7 +52,7 @@ def direct(model_name: str, tokens: int, runs: int) -> dict[str, float]:
         started = time.perf_counter()
         first: list[float] = []
 
-        def consume() -> None:
+        def consume(streamer: Any = streamer, first: list[float] = first) -> None:
             for piece in streamer:
                 if piece and not first:
                     first.append(time.perf_counter())
@@ -119,7 +118,7 @@ def served(model_name: str, tokens: int, runs: int, concurrency: list[int]) -> d
                 totals: list[int] = []
                 barrier = threading.Barrier(c)
 
-                def go() -> None:
+                def go(barrier: threading.Barrier = barrier, totals: list[int] = totals) -> None:
                     barrier.wait()
                     totals.append(stream_once(client, model, tokens)[0])
 

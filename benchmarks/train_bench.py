@@ -80,7 +80,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
-import _bench_common as common
+import _bench_common as common  # noqa: E402  (found through the sys.path entry above)
 
 MODEL = "smollm2-135m-instruct"
 LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": "all-linear"}  # PEFT's default dropout
@@ -148,11 +148,12 @@ def child_ours(args: argparse.Namespace) -> dict[str, Any]:
     from finetune_sdk.providers.local.training.trainer import Dist, Trainer
 
     _threads(args.threads)
-    settings = dict(batch_size=args.batch_size, max_steps=args.steps, max_length=args.max_length, n_epochs=1000,
-                    lora=True, lora_rank=LORA["r"], lora_alpha=LORA["lora_alpha"], lora_dropout=LORA["lora_dropout"],
-                    target_modules=LORA["target_modules"], warmup_ratio=0.0, weight_decay=0.0, max_grad_norm=1.0,
-                    gradient_checkpointing=args.gc, seed=SEED, dtype=args.dtype, device=args.device,
-                    attn_implementation=args.attn)
+    settings = {"batch_size": args.batch_size, "max_steps": args.steps, "max_length": args.max_length, "n_epochs": 1000,
+                    "lora": True, "lora_rank": LORA["r"], "lora_alpha": LORA["lora_alpha"],
+                    "lora_dropout": LORA["lora_dropout"], "target_modules": LORA["target_modules"],
+                    "warmup_ratio": 0.0, "weight_decay": 0.0, "max_grad_norm": 1.0,
+                    "gradient_checkpointing": args.gc, "seed": SEED, "dtype": args.dtype, "device": args.device,
+                    "attn_implementation": args.attn}
     settings.update(json.loads(args.ours_config) if args.ours_config else {})  # --ours-config overrides anything
     cfg = TrainConfig(**settings)
     assert abs(cfg.learning_rate - LR) < 1e-12
@@ -605,7 +606,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-length", type=int, default=1024)
     p.add_argument("--trl-micro-batch", type=int, default=1,
                    help="TRL per_device_train_batch_size; gradient_accumulation_steps = batch-size / this. Default 1: "
-                        "no padding, TRL's fastest split on CPU for varied lengths (8 pads ~2.7x on the synthetic data)")
+                        "no padding, TRL's fastest split on CPU for varied lengths "
+                        "(8 pads ~2.7x on the synthetic data)")
     p.add_argument("--extra-trl-micro-batch", type=int, default=None,
                    help="also run TRL gc=off with this micro-batch on the synthetic data (e.g. 8 = TRL's default "
                         "per_device_train_batch_size), one run")

@@ -47,7 +47,7 @@ bad same able report order customer account service support invoice payment deli
 product price discount number email phone address city country weather forecast temperature file folder
 document request response error warning message server client network database query table column record
 please thanks sorry help check update change create delete send receive open close start stop
-""".split()  # noqa: SIM905
+""".split()
 _RARE = ["photosynthesis", "idempotent", "Kubernetes", "asynchronous", "serialization", "heteroscedasticity",
          "microservice", "OAuth2", "PostgreSQL", "JSONL", "tokenizer", "hyperparameter", "gradient",
          "latency", "throughput", "reconciliation", "amortization", "subpoena", "thermodynamics",
@@ -139,7 +139,7 @@ class _Gen:
                              "content": json.dumps(result, ensure_ascii=False)})
             msgs.append({"role": "assistant", "content": self.text(self.length(1.4))})
             return ex
-        for turn in range(r.choices([1, 2, 3, 5], weights=[55, 25, 14, 6])[0]):
+        for _turn in range(r.choices([1, 2, 3, 5], weights=[55, 25, 14, 6])[0]):
             msgs.append({"role": "user", "content": self.text(self.length(0.9))})
             msgs.append({"role": "assistant", "content": self.text(self.length(1.6))})
         if r.random() < 0.02:
@@ -440,7 +440,9 @@ def report(a: argparse.Namespace, big: str, runs: dict) -> None:
           "  the peer encodes (strings prepared before timing); floor* = each distinct string once (ours\n"
           "  caches repeated system prompts, tool schemas and roles, so it can beat the plain floor).\n"
           "  'other load' = cores used by other processes on this shared machine during the run (ideally 0).")
-    ok = lambda c: "PASS" if c else "MISS"
+    def ok(c: bool) -> str:
+        return "PASS" if c else "MISS"
+
     sec = {"median": {k: m["seconds"] for k, m in med.items()}, "best": best}
     print("\nTargets (timing ratios from medians and from best runs; contention only ever adds time)")
     print(f"  {'':34s}{'median':>8s}{'best':>8s}")

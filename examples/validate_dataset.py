@@ -36,7 +36,8 @@ def main() -> int:
     if report.estimate:
         e = report.estimate
         cost = f"${e.cost:,.2f}" if e.cost is not None else "unknown"
-        print(f"estimate: {e.n_epochs} epochs x {e.tokens_per_epoch:,} tokens = {e.billed_tokens:,} billed; cost {cost}")
+        print(f"estimate: {e.n_epochs} epochs x {e.tokens_per_epoch:,} tokens = {e.billed_tokens:,} billed; "
+              f"cost {cost}")
     if report.validation is not None:
         print(report.validation.summary())
     return 0 if report.ok else 1

@@ -101,7 +101,7 @@ def _lock(fd: int, blocking: bool, on_wait: Callable[[], None] | None) -> bool:
     try:
         import msvcrt
     except ImportError:
-        msvcrt = None  # type: ignore[assignment]
+        msvcrt = None
     if msvcrt is not None:  # pragma: no cover - Windows
         told = False
         while True:
@@ -129,6 +129,6 @@ def _unlock(fd: int) -> None:
         import msvcrt
 
         os.lseek(fd, 0, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined]
         return
     fcntl.flock(fd, fcntl.LOCK_UN)

@@ -14,14 +14,16 @@ the core (validation, waiting, retries, idempotency, the ledger) is shared.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
 import time
 import uuid
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Literal, overload
 
 from ._secrets import get_logger
 from .config import Profile, finetune_home, load_profile
@@ -32,8 +34,20 @@ from .metrics import Metrics
 from .polling import Poller, PollSchedule
 from .providers.base import Capability, Provider, get_provider_class
 from .retry import RetryPolicy, create_exactly_once
-from .types import (ChatDelta, ChatResponse, Checkpoint, DatasetReport, Deployment, DeploySpec, Event, File,
-                    Hyperparameters, Job, JobSpec, ModelInfo)
+from .types import (
+    ChatDelta,
+    ChatResponse,
+    Checkpoint,
+    DatasetReport,
+    Deployment,
+    DeploySpec,
+    Event,
+    File,
+    Hyperparameters,
+    Job,
+    JobSpec,
+    ModelInfo,
+)
 from .waiting import Waiter
 
 __all__ = ["FineTuneClient", "IDEMPOTENCY_KEY", "REQUEST_DIGEST_KEY"]
@@ -63,7 +77,7 @@ def _looks_like_path(value: Any) -> bool:
 class Files:
     """``client.files``: upload (validated), get, list, delete, content."""
 
-    def __init__(self, client: "FineTuneClient") -> None:
+    def __init__(self, client: FineTuneClient) -> None:
         self._c = client
         self._uploaded: dict[str, str] = {}  # content digest -> file id, for this client
 
@@ -115,7 +129,8 @@ class Files:
                                       is_validation_file=role == "validation")
             if not report.ok:
                 first = "; ".join(str(i) for i in report.errors[:3])
-                raise DatasetError(f"{path} has {report.error_count} error(s), so nothing was uploaded. First: {first}. "
+                raise DatasetError(f"{path} has {report.error_count} error(s), so nothing was uploaded. "
+                                   f"First: {first}. "
                                    f"Run `finetune validate {path}` for the full report.", report=report)
         f = self.upload(path)
         f = self.wait_processed(f.id) if f.status != "processed" else f
@@ -126,7 +141,7 @@ class Files:
 class Jobs:
     """``client.jobs``: create, get, list, cancel, pause, resume, events, follow, wait, checkpoints, metrics."""
 
-    def __init__(self, client: "FineTuneClient") -> None:
+    def __init__(self, client: FineTuneClient) -> None:
         self._c = client
 
     @property
@@ -165,7 +180,8 @@ class Jobs:
             raise ValueError(f"method must be supervised, dpo or reinforcement, not {method!r}")
         if idempotency_key is not None and not (isinstance(idempotency_key, str) and 0 < len(idempotency_key) <= 64):
             raise ValueError("idempotency_key must be a non-empty string of at most 64 characters")
-        hp = hyperparameters if isinstance(hyperparameters, Hyperparameters) else Hyperparameters(**(hyperparameters or {}))
+        hp = hyperparameters if isinstance(hyperparameters, Hyperparameters) \
+            else Hyperparameters(**(hyperparameters or {}))
         train_id, train_digest = self._c.files._resolve(training_file, model=model, method=method, validate=validate,
                                                         role="training")
         val_id, val_digest = (None, None) if validation_file is None else self._c.files._resolve(
@@ -230,7 +246,7 @@ class Jobs:
     def resume(self, job_id: str) -> Job:
         return self._p.resume_job(job_id)
 
-    def events(self, job_id: str, *, after: str | None = None) -> list[Event]:
+    def events(self, job_id: str, *, after: str | None = None) -> builtins.list[Event]:
         """Events newer than ``after`` (an event id), oldest first."""
         return self._p.list_events(job_id, after=after)
 
@@ -254,7 +270,7 @@ class Jobs:
         self._c._record(job)
         return job
 
-    def checkpoints(self, job_id: str) -> list[Checkpoint]:
+    def checkpoints(self, job_id: str) -> builtins.list[Checkpoint]:
         return self._p.list_checkpoints(job_id)
 
     def export(self, job_id: str, *, format: str = "adapter", out: str | os.PathLike[str], **options: Any) -> Any:
@@ -277,7 +293,7 @@ class Jobs:
 class Deployments:
     """``client.deployments``: make a fine-tuned model callable."""
 
-    def __init__(self, client: "FineTuneClient") -> None:
+    def __init__(self, client: FineTuneClient) -> None:
         self._c = client
 
     def create(self, target: Job | str, *, name: str | None = None, sku: str | None = None,
@@ -315,7 +331,7 @@ class Deployments:
 class Models:
     """``client.models``: what the provider can serve; delete fine-tunes."""
 
-    def __init__(self, client: "FineTuneClient") -> None:
+    def __init__(self, client: FineTuneClient) -> None:
         self._c = client
 
     def list(self) -> list[ModelInfo]:
@@ -325,10 +341,10 @@ class Models:
         self._c.provider.delete_model(model)
 
 
-def _compare(client: "FineTuneClient", examples: Any, tuned: Any, base: Any, **kwargs: Any) -> Any:
+def _compare(client: FineTuneClient, examples: Any, tuned: Any, base: Any, **kwargs: Any) -> Any:
     from .evaluation import compare, load_examples
 
-    items = load_examples(examples) if isinstance(examples, (str, os.PathLike)) else list(examples)
+    items = load_examples(Path(examples)) if isinstance(examples, (str, os.PathLike)) else list(examples)
     return compare(client, items, tuned=tuned, base=base, **kwargs)
 
 
@@ -399,7 +415,7 @@ class FineTuneClient:
 
     @classmethod
     def from_config(cls, profile: str | None = None, *, config: str | os.PathLike[str] | None = None,
-                    **overrides: Any) -> "FineTuneClient":
+                    **overrides: Any) -> FineTuneClient:
         """The client a finetune.toml profile describes (explicit overrides win)."""
         return cls(profile=profile, config=config, **overrides)
 
@@ -407,7 +423,7 @@ class FineTuneClient:
         name = self.profile.name if self.profile and self.profile.name else None
         return f"<FineTuneClient provider={self.provider.name!r}{f' profile={name!r}' if name else ''}>"
 
-    def __enter__(self) -> "FineTuneClient":
+    def __enter__(self) -> FineTuneClient:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -433,10 +449,9 @@ class FineTuneClient:
                  **kwargs: Any) -> DatasetReport:
         """Validate a dataset against this provider's rules (hosted providers: at least 10
         examples, no reserved tokens; a text-only backend: no image parts)."""
-        kwargs.setdefault("tokenizer", type(self.provider).tokenizer)
-        kwargs.setdefault("images", self.provider.accepts_images)
+        rules = {**self.provider.dataset_rules(), **kwargs}
         report = validate_dataset(path, model=model or self.default_model, method=method,
-                                  validation_file=validation_file, hosted=self.provider.hosted, **kwargs)
+                                  validation_file=validation_file, **rules)
         if is_validation_file and not report.valid and set(report.error_counts) == {"too_few_examples"}:
             report.valid = True  # a validation file has no minimum size
         return report
@@ -466,6 +481,14 @@ class FineTuneClient:
                 raise FineTuneError(f"Job {target.id} has no fine-tuned model yet ({target.status.value}).")
             return target.fine_tuned_model
         return target
+
+    @overload
+    def chat(self, target: Deployment | Job | str, messages: str | list[dict[str, Any]], *,
+             stream: Literal[False] = False, **params: Any) -> ChatResponse: ...
+
+    @overload
+    def chat(self, target: Deployment | Job | str, messages: str | list[dict[str, Any]], *, stream: Literal[True],
+             **params: Any) -> Iterator[ChatDelta]: ...
 
     def chat(self, target: Deployment | Job | str, messages: str | list[dict[str, Any]], *, stream: bool = False,
              **params: Any) -> ChatResponse | Iterator[ChatDelta]:

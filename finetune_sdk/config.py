@@ -25,9 +25,10 @@ from __future__ import annotations
 import difflib
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
@@ -37,7 +38,7 @@ from .errors import ConfigurationError
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = ["CONFIG_FILENAME", "Profile", "ProviderSettings", "setting", "find_config", "load_profile",
            "finetune_home"]
@@ -103,10 +104,11 @@ def find_config(config: str | os.PathLike[str] | None = None, *, env: Mapping[st
     if env.get(ENV_CONFIG):
         path = Path(env[ENV_CONFIG]).expanduser()
         if not path.is_file():
-            raise ConfigurationError(f"Config file {path} (from {ENV_CONFIG}) does not exist. Fix or unset {ENV_CONFIG}.")
+            raise ConfigurationError(f"Config file {path} (from {ENV_CONFIG}) does not exist. "
+                                     f"Fix or unset {ENV_CONFIG}.")
         return path, (f"{ENV_CONFIG}={path}",)
     candidate = Path(cwd or os.getcwd()) / CONFIG_FILENAME
-    looked = (f"config= argument (not given)", f"{ENV_CONFIG} (not set)", str(candidate))
+    looked = ("config= argument (not given)", f"{ENV_CONFIG} (not set)", str(candidate))
     return (candidate, looked) if candidate.is_file() else (None, looked)
 
 

@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 
-def _rebuild(cls: type, message: str, attrs: dict[str, Any]) -> "FineTuneError":
+def _rebuild(cls: type[FineTuneError], message: str, attrs: dict[str, Any]) -> FineTuneError:
     err = cls.__new__(cls)
     Exception.__init__(err, message)
     err.__dict__.update(attrs)
@@ -90,7 +90,7 @@ class ConfigurationError(FineTuneError):
 class DatasetError(FineTuneError):
     """A dataset failed validation; ``report`` holds every problem found."""
 
-    def __init__(self, message: str, *, report: "DatasetReport | None" = None) -> None:
+    def __init__(self, message: str, *, report: DatasetReport | None = None) -> None:
         super().__init__(message)
         self.report = report
 
@@ -125,7 +125,7 @@ class ProviderError(FineTuneError):
         """Whether retrying the same request may succeed."""
         return False
 
-    def with_context(self, context: str) -> "ProviderError":
+    def with_context(self, context: str) -> ProviderError:
         """The same error (class, status, code, ...) with ``context`` put before its message."""
         clone = copy.copy(self)
         clone.detail = scrub(f"{context}. Last error: {self.detail}")
@@ -198,7 +198,7 @@ class ProviderConnectionError(ProviderError):
 class IdempotencyError(FineTuneError):
     """An idempotency key was reused for a different request; ``job`` is the job it made."""
 
-    def __init__(self, message: str, *, job: "Job | None" = None) -> None:
+    def __init__(self, message: str, *, job: Job | None = None) -> None:
         super().__init__(message)
         self.job = job
 
@@ -206,7 +206,7 @@ class IdempotencyError(FineTuneError):
 class JobFailedError(FineTuneError):
     """A job ended ``failed`` (or ``cancelled`` while being waited on); ``job`` holds it."""
 
-    def __init__(self, message: str, *, job: "Job | None" = None) -> None:
+    def __init__(self, message: str, *, job: Job | None = None) -> None:
         super().__init__(message)
         self.job = job
 
@@ -214,7 +214,7 @@ class JobFailedError(FineTuneError):
 class WaitTimeout(FineTuneError):
     """A wait ran out of time. The job keeps running; ``job`` is its last known state."""
 
-    def __init__(self, message: str, *, job: "Job | None" = None, timeout: float | None = None) -> None:
+    def __init__(self, message: str, *, job: Job | None = None, timeout: float | None = None) -> None:
         super().__init__(message)
         self.job = job
         self.timeout = timeout

@@ -10,10 +10,11 @@ batch them.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import FineTuneClient
@@ -103,14 +104,14 @@ def _split(example: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     return messages[:-1], str(messages[-1].get("content") or "")
 
 
-def compare(client: "FineTuneClient", examples: Iterable[dict[str, Any]], *, tuned: "Deployment | Job | str",
-            base: "Deployment | str", max_tokens: int = 64, concurrency: int = 16) -> Comparison:
+def compare(client: FineTuneClient, examples: Iterable[dict[str, Any]], *, tuned: Deployment | Job | str,
+            base: Deployment | str, max_tokens: int = 64, concurrency: int = 16) -> Comparison:
     """Answer every example with ``base`` and ``tuned`` (greedy decoding) and score both."""
     items = [_split(e) for e in examples]
 
     def ask(target: Any, messages: list[dict[str, Any]]) -> str:
         reply = client.chat(target, messages, temperature=0, max_tokens=max_tokens)
-        return (reply.content or "").strip()  # type: ignore[union-attr]
+        return (reply.content or "").strip()
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         base_answers = list(pool.map(lambda it: ask(base, it[0]), items))

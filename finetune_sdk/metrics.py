@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .types import Event, MetricPoint
 
-__all__ = ["Metrics", "point_from_dict", "parse_results_csv", "points_from_events", "merge_points", "to_results_csv", "COLUMN_ALIASES"]
+__all__ = ["Metrics", "point_from_dict", "parse_results_csv", "points_from_events", "merge_points", "to_results_csv",
+           "COLUMN_ALIASES"]
 
 #: CSV / event-data names -> MetricPoint fields.
 COLUMN_ALIASES: dict[str, str] = {

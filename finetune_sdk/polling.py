@@ -13,8 +13,9 @@ two retry loops.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from .errors import ProviderError, WaitTimeout
 from .retry import is_retryable, no_retry, retry_after

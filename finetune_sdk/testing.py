@@ -15,7 +15,7 @@ The emulator itself lives in :mod:`finetune_sdk.server.emulator`. Requires the `
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from .server.emulator import Emulator, StaticTokenCredential, ThreadedServer, emulator, free_port
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import html
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -341,7 +341,7 @@ class Distribution(_Model):
     max: float | None = None
 
     @classmethod
-    def of(cls, values: Any) -> "Distribution":
+    def of(cls, values: Any) -> Distribution:
         data = sorted(values)
         n = len(data)
         if not n:
@@ -409,7 +409,7 @@ class DatasetReport(_Model):
     estimate: Estimate | None = None
     notes: list[str] = Field(default_factory=list)
     elapsed_seconds: float = 0.0
-    validation: "DatasetReport | None" = Field(default=None, description="Report of the validation file, if any.")
+    validation: DatasetReport | None = Field(default=None, description="Report of the validation file, if any.")
 
     @property
     def ok(self) -> bool:
@@ -440,10 +440,18 @@ class DatasetReport(_Model):
                 f"{self.examples} examples ({e(str(self.format))})</p>")
         rows = "".join(f"<tr><td>{i.line}</td><td>{e(i.severity)}</td><td><code>{e(i.code)}</code></td>"
                        f"<td>{e(i.path)}</td><td>{e(i.message)}</td></tr>" for i in (self.errors + self.warnings)[:20])
-        table = (f"<table><tr><th>line</th><th>severity</th><th>code</th><th>path</th><th>message</th></tr>{rows}</table>"
+        head = "<tr><th>line</th><th>severity</th><th>code</th><th>path</th><th>message</th></tr>"
+        table = (f"<table>{head}{rows}</table>"
                  if rows else "")
         return head + table
 
 
-def from_timestamp(value: float | int | None) -> datetime | None:
+@overload
+def from_timestamp(value: float) -> datetime: ...
+@overload
+def from_timestamp(value: None) -> None: ...
+@overload
+def from_timestamp(value: float | None) -> datetime | None: ...
+def from_timestamp(value: float | None) -> datetime | None:
+    """A UTC datetime from seconds since the epoch (None stays None)."""
     return datetime.fromtimestamp(value, tz=timezone.utc) if value is not None else None

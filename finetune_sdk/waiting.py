@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from .errors import JobFailedError, WaitTimeout
 from .polling import Outage, PollSchedule
@@ -132,7 +133,8 @@ class Waiter:
     def _outage(self, what: str) -> Outage:
         return Outage(self.schedule.outage, self.clock, what)
 
-    def _interval(self, interval: float, eta: float | None, past_eta: float | None) -> tuple[float, float, float | None]:
+    def _interval(self, interval: float, eta: float | None,
+                  past_eta: float | None) -> tuple[float, float, float | None]:
         """(seconds to sleep now, next base interval, next past-ETA interval)."""
         s = self.schedule
         grown = s.grow(interval)
@@ -153,7 +155,7 @@ class Waiter:
         interval = self.schedule.initial
         ended = False
         while True:
-            ok, events = outage.poll(lambda: self.provider.list_events(job_id, after=last))
+            ok, events = outage.poll(lambda: self.provider.list_events(job_id, after=last))  # noqa: B023 (called now)
             fresh = False
             if ok:
                 for event in events or []:
@@ -203,7 +205,8 @@ class Waiter:
                 if ok and polled is not None:
                     job = polled
                     if want_events:
-                        _, listed = outage.poll(lambda: self.provider.list_events(job_id, after=last_event))
+                        _, listed = outage.poll(
+                            lambda: self.provider.list_events(job_id, after=last_event))  # noqa: B023 (called now)
                         new = listed or []
                         if new:
                             last_event = new[-1].id

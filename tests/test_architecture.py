@@ -78,7 +78,7 @@ def test_no_provider_imports_another_providers_module(path: Path) -> None:
     for name in imports(path):
         if not name.startswith("finetune_sdk.providers.") or name in SHARED:
             continue
-        if name.startswith("finetune_sdk.providers.base.") or name.startswith("finetune_sdk.providers.http."):
+        if name.startswith(("finetune_sdk.providers.base.", "finetune_sdk.providers.http.")):
             continue
         other = name.split(".")[2]
         assert other == own or (own, f"finetune_sdk.providers.{other}") in ALLOWED, \

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 
-
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "finetune_sdk", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=120)
@@ -48,6 +47,24 @@ def test_validate_errors_exit_1_with_line_numbers(tmp_path: Path) -> None:
     assert "line 4" in r.stdout and "invalid_json" in r.stdout
     assert "line 5" in r.stdout and "missing_messages" in r.stdout
     assert "too_few_examples" in r.stdout
+
+
+def test_validate_by_a_providers_rules(tmp_path: Path) -> None:
+    """--provider local: the local trainer reads text only, so image lines are errors, with
+    their line numbers; --provider openai: a vision example is fine."""
+    vision = {"messages": [{"role": "user", "content": [{"type": "text", "text": "What is this?"},
+                                                        {"type": "image_url",
+                                                         "image_url": {"url": "https://example.com/a.png"}}]},
+                           {"role": "assistant", "content": "A cat."}]}
+    f = write_lines(tmp_path / "mixed.jsonl", [json.dumps(GOOD)] * 11 + [json.dumps(vision)])
+    r = run("validate", str(f), "--provider", "local", "--json")
+    assert r.returncode == 1, r.stderr
+    doc = json.loads(r.stdout)
+    assert [(i["line"], i["code"]) for i in doc["errors"]] == [(12, "images_not_supported_by_model")]
+    r = run("validate", str(f), "--provider", "openai", "--model", "gpt-4o-2024-08-06")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = run("validate", str(f), "--provider", "no-such-provider")
+    assert r.returncode == 2 and "no-such-provider" in r.stderr
 
 
 def test_validate_json_document_shape(tmp_path: Path) -> None:

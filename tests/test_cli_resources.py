@@ -14,10 +14,10 @@ import pytest
 
 pytest.importorskip("uvicorn")
 
-from finetune_sdk import FineTuneClient  # noqa: E402
-from finetune_sdk.datasets import path as dataset_path  # noqa: E402
-from finetune_sdk.testing import Emulator, emulator  # noqa: E402
-from finetune_sdk.types import DeploySpec  # noqa: E402
+from finetune_sdk import FineTuneClient
+from finetune_sdk.datasets import path as dataset_path
+from finetune_sdk.testing import Emulator, emulator
+from finetune_sdk.types import DeploySpec
 
 MODEL = "gpt-4o-mini-2024-07-18"
 FILE_KEYS = {"id", "filename", "bytes", "purpose", "status", "status_details", "created_at"}

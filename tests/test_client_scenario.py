@@ -8,8 +8,8 @@ the client advances the emulator's clock), so the runs are fast and deterministi
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

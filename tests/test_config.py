@@ -33,7 +33,8 @@ def test_profile_from_default(tmp_path: Path) -> None:
 
 
 def test_profile_precedence_argument_over_env_over_default(tmp_path: Path) -> None:
-    write(tmp_path, 'default = "a"\n[profiles.a]\nprovider = "x"\n[profiles.b]\nprovider = "y"\n[profiles.c]\nprovider = "z"\n')
+    write(tmp_path, 'default = "a"\n[profiles.a]\nprovider = "x"\n[profiles.b]\nprovider = "y"\n'
+                    '[profiles.c]\nprovider = "z"\n')
     assert load_profile(env={"FINETUNE_PROFILE": "b"}, cwd=tmp_path).name == "b"
     assert load_profile("c", env={"FINETUNE_PROFILE": "b"}, cwd=tmp_path).name == "c"
 

@@ -329,7 +329,8 @@ def test_images_false_reports_every_line_with_an_image(tmp_path: Path) -> None:
 GOOD_CHAT = [
     chat(sys_(), user("Hi"), asst("Hello! How can I help?")),
     chat(sys_(), {"role": "user", "content": "Weather in Paris?", "name": "alice"},
-         {"role": "assistant", "content": None, "tool_calls": [call("call_a"), call("call_b", args='{"city": "Rome"}')]},
+         {"role": "assistant", "content": None,
+          "tool_calls": [call("call_a"), call("call_b", args='{"city": "Rome"}')]},
          tool_msg("call_a", "21C"), tool_msg("call_b", "25C"),
          asst("Paris is 21C and Rome is 25C."), tools=TOOLS, parallel_tool_calls=True),
     chat(sys_(), user("Count to two."), {**asst("One, three."), "weight": 0}, user("Again, correctly."),

@@ -18,8 +18,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 N_LINES = 1_000_000
 MAX_GROWTH_MIB = 150
 

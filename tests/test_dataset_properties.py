@@ -131,7 +131,7 @@ json_value = st.recursive(json_leaf, lambda inner: st.one_of(
 
 
 def _near(keys: list[str], value: st.SearchStrategy) -> st.SearchStrategy:
-    return st.fixed_dictionaries({}, optional={k: value for k in keys})
+    return st.fixed_dictionaries({}, optional=dict.fromkeys(keys, value))
 
 
 near_message = _near(["role", "content", "name", "weight", "tool_calls", "tool_call_id", "function_call",

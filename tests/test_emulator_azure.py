@@ -13,8 +13,9 @@ import datetime as dt
 import io
 import itertools
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import openai

@@ -38,7 +38,8 @@ OPENAI_ERROR_KEYS = {"message", "type", "param", "code"}
 def _example(i: int) -> dict[str, Any]:
     return {"messages": [{"role": "system", "content": "You extract contact details."},
                          {"role": "user", "content": f"Reach Ana Silva {i} at ana{i}@example.com"},
-                         {"role": "assistant", "content": f'{{"name": "Ana Silva {i}", "email": "ana{i}@example.com"}}'}]}
+                         {"role": "assistant",
+                          "content": f'{{"name": "Ana Silva {i}", "email": "ana{i}@example.com"}}'}]}
 
 
 @pytest.fixture(scope="module")

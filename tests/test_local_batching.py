@@ -17,9 +17,9 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-import torch.nn.functional as F  # noqa: E402
+import torch.nn.functional as F
 
-from finetune_sdk.providers.local.training.batching import (  # noqa: E402
+from finetune_sdk.providers.local.training.batching import (
     IGNORE,
     ChatRenderer,
     Tokens,
@@ -28,13 +28,13 @@ from finetune_sdk.providers.local.training.batching import (  # noqa: E402
     pack,
     tokenize_example,
 )
-from finetune_sdk.providers.local.training.loss import (  # noqa: E402
+from finetune_sdk.providers.local.training.loss import (
     dpo_loss,
     sequence_logprobs,
     sft_loss_sums,
     token_logprobs,
 )
-from finetune_sdk.providers.local.training.tiny import make_tiny_model  # noqa: E402
+from finetune_sdk.providers.local.training.tiny import make_tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,8 @@ def test_tool_calls_are_trained_tool_results_are_not(tok) -> None:  # type: igno
     r = ChatRenderer(tok, 512)
     seq = r.chat([{"role": "user", "content": "weather?"},
                   {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
-                                                        "function": {"name": "get", "arguments": '{"city": "Paris"}'}}]},
+                                                        "function": {"name": "get",
+                                                                     "arguments": '{"city": "Paris"}'}}]},
                   {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
                   {"role": "assistant", "content": "It is sunny."}])
     text = trained_text(tok, seq)
@@ -81,7 +82,8 @@ def test_tool_calls_are_trained_tool_results_are_not(tok) -> None:  # type: igno
 
 
 def test_truncation_is_flagged(tok) -> None:  # type: ignore[no-untyped-def]
-    seq = ChatRenderer(tok, 12).chat([{"role": "user", "content": "hello " * 20}, {"role": "assistant", "content": "x"}])
+    seq = ChatRenderer(tok, 12).chat([{"role": "user", "content": "hello " * 20},
+                                      {"role": "assistant", "content": "x"}])
     assert seq.truncated and len(seq) == 12
 
 

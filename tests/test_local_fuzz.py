@@ -7,8 +7,9 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -16,15 +17,15 @@ pytest.importorskip("torch")
 pytest.importorskip("peft")
 schemathesis = pytest.importorskip("schemathesis")
 
-from hypothesis import HealthCheck, settings  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
 
-from finetune_sdk.providers.local.jobs.store import JobRecord, JobStore  # noqa: E402
-from finetune_sdk.providers.local.provider import LocalProvider, LocalSettings  # noqa: E402
-from finetune_sdk.providers.local.serving.host import ModelHost  # noqa: E402
-from finetune_sdk.providers.local.training.tiny import make_tiny_model  # noqa: E402
-from finetune_sdk.server import ServerConfig, create_app  # noqa: E402
-from finetune_sdk.types import JobSpec  # noqa: E402
+from finetune_sdk.providers.local.jobs.store import JobRecord, JobStore
+from finetune_sdk.providers.local.provider import LocalProvider, LocalSettings
+from finetune_sdk.providers.local.serving.host import ModelHost
+from finetune_sdk.providers.local.training.tiny import make_tiny_model
+from finetune_sdk.server import ServerConfig, create_app
+from finetune_sdk.types import JobSpec
 
 
 def finished_job(home: Path, base: Path) -> str:

@@ -19,13 +19,13 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-from safetensors.torch import load_file  # noqa: E402
+from safetensors.torch import load_file
 
-from finetune_sdk import FineTuneClient  # noqa: E402
-from finetune_sdk.errors import BadRequestError, DatasetError, JobFailedError  # noqa: E402
-from finetune_sdk.providers.local.training.tiny import make_tiny_model  # noqa: E402
-from finetune_sdk.types import JobStatus  # noqa: E402
-from finetune_sdk.waiting import PollSchedule  # noqa: E402
+from finetune_sdk import FineTuneClient
+from finetune_sdk.errors import BadRequestError, DatasetError, JobFailedError
+from finetune_sdk.providers.local.training.tiny import make_tiny_model
+from finetune_sdk.types import JobStatus
+from finetune_sdk.waiting import PollSchedule
 
 FAST = PollSchedule(initial=0.3, maximum=1.0, near_end=0.3)
 
@@ -38,9 +38,10 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> str:
 def chat_file(path: Path, n: int = 24, seed: int = 0) -> Path:
     rows = []
     for i in range(n):
+        age = 20 + (i * 7 + seed) % 50
         rows.append({"messages": [{"role": "system", "content": "Reply with JSON only."},
-                                  {"role": "user", "content": f"Maria is {20 + (i * 7 + seed) % 50} and lives in Lisbon."},
-                                  {"role": "assistant", "content": json.dumps({"name": "Maria", "age": 20 + (i * 7 + seed) % 50})}]})
+                                  {"role": "user", "content": f"Maria is {age} and lives in Lisbon."},
+                                  {"role": "assistant", "content": json.dumps({"name": "Maria", "age": age})}]})
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 

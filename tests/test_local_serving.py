@@ -9,8 +9,9 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -19,17 +20,18 @@ pytest.importorskip("torch")
 pytest.importorskip("peft")
 openai = pytest.importorskip("openai")
 
-from finetune_sdk import FineTuneClient  # noqa: E402
-from finetune_sdk.providers.local.provider import LocalProvider, LocalSettings  # noqa: E402
-from finetune_sdk.providers.local.serving.background import running_server  # noqa: E402
-from finetune_sdk.providers.local.serving.host import ModelHost  # noqa: E402
-from finetune_sdk.providers.local.training.tiny import make_tiny_model  # noqa: E402
-from finetune_sdk.server import ServerConfig, create_app  # noqa: E402
-from finetune_sdk.testing import ThreadedServer  # noqa: E402
-from finetune_sdk.types import JobStatus  # noqa: E402
-from finetune_sdk.waiting import PollSchedule  # noqa: E402
+from spec_check import WireRecorder
+from spec_check import wire as wire  # the fixture, re-exported for this module's tests
 
-from spec_check import WireRecorder, wire  # noqa: E402,F401  (wire is a fixture)
+from finetune_sdk import FineTuneClient
+from finetune_sdk.providers.local.provider import LocalProvider, LocalSettings
+from finetune_sdk.providers.local.serving.background import running_server
+from finetune_sdk.providers.local.serving.host import ModelHost
+from finetune_sdk.providers.local.training.tiny import make_tiny_model
+from finetune_sdk.server import ServerConfig, create_app
+from finetune_sdk.testing import ThreadedServer
+from finetune_sdk.types import JobStatus
+from finetune_sdk.waiting import PollSchedule
 
 KEY = "sk-serve-test-key-123456"
 FAST = PollSchedule(initial=0.3, maximum=1.0, near_end=0.3)
@@ -150,7 +152,7 @@ def test_16_concurrent_streams_no_errors_no_cross_talk_and_batched(setup: dict[s
             stream = client.chat.completions.create(model=models[i], messages=prompts[i], temperature=0,
                                                     max_tokens=10, stream=True)
             results[i] = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(16)]

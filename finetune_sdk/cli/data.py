@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import typer
 
@@ -86,24 +86,28 @@ def _print_report(report: DatasetReport, label: str = "") -> None:
 @app.command()
 def validate(
     file: Path = ExistingFile,
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Base model (sets tokenizer, limits, price)."),
-    method: Optional[str] = typer.Option(None, "--method", help="supervised | dpo | reinforcement"),
-    validation: Optional[Path] = typer.Option(None, "--validation", exists=True, dir_okay=False,
+    model: str | None = typer.Option(None, "--model", "-m", help="Base model (sets tokenizer, limits, price)."),
+    method: str | None = typer.Option(None, "--method", help="supervised | dpo | reinforcement"),
+    validation: Path | None = typer.Option(None, "--validation", exists=True, dir_okay=False,
                                               help="Validation file: validated too, and checked for overlap."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs for the estimate (default: auto)."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Processes for large files."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Epochs for the estimate (default: auto)."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Processes for large files."),
     max_issues: int = typer.Option(1000, "--max-issues", min=1, help="Issues listed per severity."),
+    provider: str | None = typer.Option(None, "--provider",
+                                           help="Check by this provider's rules (e.g. local: no images)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Check a JSONL dataset before spending anything: every problem, with line and fix."""
     from .._datasets import validate as run
+    from ..providers import get_provider_class
 
     if method is not None and method not in ("supervised", "dpo", "reinforcement"):
         fail(f"--method must be supervised, dpo or reinforcement, not {method!r}")
+    rules = get_provider_class(provider).dataset_rules() if provider else {}
     update, stop = _progress() if not as_json else (None, lambda: None)
     try:
         report = run(file, model=model, method=method, validation_file=validation, n_epochs=epochs,
-                     workers=workers, max_issues=max_issues, progress=update)
+                     workers=workers, max_issues=max_issues, progress=update, **rules)
     finally:
         stop()
     if as_json:
@@ -120,7 +124,7 @@ def validate(
 def estimate(
     file: Path = ExistingFile,
     model: str = typer.Option(..., "--model", "-m", help="The base model to price."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs (default: auto heuristic)."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Epochs (default: auto heuristic)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Count billing tokens and estimate the training cost."""
@@ -144,7 +148,8 @@ def convert(
     dedupe: bool = typer.Option(True, "--dedupe/--keep-duplicates", help="Drop exact duplicates."),
 ) -> None:
     """Convert alpaca, ShareGPT or prompt/completion JSONL into the chat format."""
-    from ..data.convert import SOURCE_FORMATS, convert as run
+    from ..data.convert import SOURCE_FORMATS
+    from ..data.convert import convert as run
 
     if from_format not in SOURCE_FORMATS:
         fail(f"--from must be one of {', '.join(SOURCE_FORMATS)}, not {from_format!r}")
@@ -165,8 +170,8 @@ def split(
     file: Path = ExistingFile,
     validation_fraction: float = typer.Option(..., "--validation-fraction", help="Share for validation, e.g. 0.1."),
     seed: int = typer.Option(0, "--seed", help="Same seed, same split."),
-    train_out: Optional[Path] = typer.Option(None, "--train-out", dir_okay=False),
-    validation_out: Optional[Path] = typer.Option(None, "--validation-out", dir_okay=False),
+    train_out: Path | None = typer.Option(None, "--train-out", dir_okay=False),
+    validation_out: Path | None = typer.Option(None, "--validation-out", dir_okay=False),
 ) -> None:
     """Split a JSONL file into de-duplicated training and validation files."""
     from ..data.convert import split as run

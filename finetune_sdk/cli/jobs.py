@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -27,7 +27,8 @@ ConfigOpt = typer.Option(None, "--config", help="Config file (default: FINETUNE_
 JsonOpt = typer.Option(False, "--json", help="Print JSON (stable shape, see docs/cli.md).")
 
 
-def _client(profile: str | None, provider: str | None, config: Path | None, job_id: str | None = None) -> FineTuneClient:
+def _client(profile: str | None, provider: str | None, config: Path | None,
+            job_id: str | None = None) -> FineTuneClient:
     if profile is None and provider is None and job_id is not None:
         entry = Ledger(finetune_home() / "ledger.jsonl").find(job_id)
         if entry is not None:  # the ledger knows where this job lives
@@ -57,10 +58,10 @@ def _finish(client: FineTuneClient, job_id: str, timeout: float | None, as_json:
         if as_json:
             print(json.dumps(job_json(exc.job))) if exc.job else None
         err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(EXIT_PROBLEM)
+        raise typer.Exit(EXIT_PROBLEM) from None
     except WaitTimeout as exc:
         err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(EXIT_PROBLEM)
+        raise typer.Exit(EXIT_PROBLEM) from None
     if as_json:
         print(json.dumps(job_json(job)))
     else:
@@ -70,19 +71,19 @@ def _finish(client: FineTuneClient, job_id: str, timeout: float | None, as_json:
 @app.command()
 def train(
     file: Path = ExistingFile,
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Base model (default: the profile's base_model)."),
-    validation: Optional[Path] = typer.Option(None, "--validation", exists=True, dir_okay=False),
+    model: str | None = typer.Option(None, "--model", "-m", help="Base model (default: the profile's base_model)."),
+    validation: Path | None = typer.Option(None, "--validation", exists=True, dir_okay=False),
     method: str = typer.Option("supervised", "--method", help="supervised | dpo | reinforcement"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, max=50),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
-    learning_rate_multiplier: Optional[float] = typer.Option(None, "--lr-multiplier", min=0.0),
-    suffix: Optional[str] = typer.Option(None, "--suffix"),
-    seed: Optional[int] = typer.Option(None, "--seed", min=0),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, max=50),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1),
+    learning_rate_multiplier: float | None = typer.Option(None, "--lr-multiplier", min=0.0),
+    suffix: str | None = typer.Option(None, "--suffix"),
+    seed: int | None = typer.Option(None, "--seed", min=0),
     extra: list[str] = typer.Option([], "--hyperparameter", "-H", metavar="KEY=VALUE",
                                     help="Any other hyperparameter, e.g. -H lora_rank=8 -H max_steps=100 (local)."),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for the job to finish."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", min=1.0, help="Seconds to wait."),
-    profile: Optional[str] = ProfileOpt, provider: Optional[str] = ProviderOpt, config: Optional[Path] = ConfigOpt,
+    timeout: float | None = typer.Option(None, "--timeout", min=1.0, help="Seconds to wait."),
+    profile: str | None = ProfileOpt, provider: str | None = ProviderOpt, config: Path | None = ConfigOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Validate, upload and fine-tune: the whole job in one command."""
@@ -111,7 +112,7 @@ def train(
         elif exc.report is not None:
             print(json.dumps(exc.report.to_json_dict()))
         err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(EXIT_PROBLEM)
+        raise typer.Exit(EXIT_PROBLEM) from None
     if not as_json:
         err.print(f"created {job.id} on {client.provider.name} ({job.status.value})", markup=False)
     if not wait:
@@ -123,7 +124,7 @@ def train(
 @jobs_app.command("list")
 def jobs_list(
     limit: int = typer.Option(20, "--limit", min=1, max=1000),
-    profile: Optional[str] = ProfileOpt, provider: Optional[str] = ProviderOpt, config: Optional[Path] = ConfigOpt,
+    profile: str | None = ProfileOpt, provider: str | None = ProviderOpt, config: Path | None = ConfigOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Jobs of one provider, or (without --profile/--provider) every job this machine created."""
@@ -151,8 +152,8 @@ def jobs_list(
 
 
 @jobs_app.command("show")
-def jobs_show(job_id: str, profile: Optional[str] = ProfileOpt, provider: Optional[str] = ProviderOpt,
-              config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
+def jobs_show(job_id: str, profile: str | None = ProfileOpt, provider: str | None = ProviderOpt,
+              config: Path | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """One job's status, model and error."""
     job = _client(profile, provider, config, job_id).jobs.get(job_id)
     print(json.dumps(job_json(job))) if as_json else _print_job(job)
@@ -160,8 +161,8 @@ def jobs_show(job_id: str, profile: Optional[str] = ProfileOpt, provider: Option
 
 @jobs_app.command("events")
 def jobs_events(job_id: str, follow: bool = typer.Option(False, "--follow", "-f", help="Stream until the job ends."),
-                profile: Optional[str] = ProfileOpt, provider: Optional[str] = ProviderOpt,
-                config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
+                profile: str | None = ProfileOpt, provider: str | None = ProviderOpt,
+                config: Path | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """A job's events, oldest first (--json: one JSON object per line)."""
     client = _client(profile, provider, config, job_id)
     events = client.jobs.follow(job_id) if follow else client.jobs.events(job_id)
@@ -173,16 +174,16 @@ def jobs_events(job_id: str, follow: bool = typer.Option(False, "--follow", "-f"
 
 
 @jobs_app.command("wait")
-def jobs_wait(job_id: str, timeout: Optional[float] = typer.Option(None, "--timeout", min=1.0),
-              profile: Optional[str] = ProfileOpt, provider: Optional[str] = ProviderOpt,
-              config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
+def jobs_wait(job_id: str, timeout: float | None = typer.Option(None, "--timeout", min=1.0),
+              profile: str | None = ProfileOpt, provider: str | None = ProviderOpt,
+              config: Path | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Wait for a job to end (exit 1 if it fails or the timeout passes)."""
     _finish(_client(profile, provider, config, job_id), job_id, timeout, as_json)
 
 
 @jobs_app.command("cancel")
-def jobs_cancel(job_id: str, profile: Optional[str] = ProfileOpt, provider: Optional[str] = ProviderOpt,
-                config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
+def jobs_cancel(job_id: str, profile: str | None = ProfileOpt, provider: str | None = ProviderOpt,
+                config: Path | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Cancel a job."""
     job = _client(profile, provider, config, job_id).jobs.cancel(job_id)
     print(json.dumps(job_json(job))) if as_json else _print_job(job)
@@ -190,8 +191,8 @@ def jobs_cancel(job_id: str, profile: Optional[str] = ProfileOpt, provider: Opti
 
 @jobs_app.command("metrics")
 def jobs_metrics(job_id: str, csv: bool = typer.Option(False, "--csv", help="Print CSV."),
-                 profile: Optional[str] = ProfileOpt, provider: Optional[str] = ProviderOpt,
-                 config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
+                 profile: str | None = ProfileOpt, provider: str | None = ProviderOpt,
+                 config: Path | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Training metrics per step (loss, token accuracy; validation when available)."""
     metrics = _client(profile, provider, config, job_id).jobs.metrics(job_id)
     if csv:
@@ -207,10 +208,10 @@ def jobs_metrics(job_id: str, csv: bool = typer.Option(False, "--csv", help="Pri
 
 
 @app.command()
-def deploy(job_id: str, name: Optional[str] = typer.Option(None, "--name", help="Deployment name."),
-           sku: Optional[str] = typer.Option(None, "--sku"), capacity: Optional[int] = typer.Option(None, "--capacity"),
-           profile: Optional[str] = ProfileOpt, provider: Optional[str] = ProviderOpt,
-           config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
+def deploy(job_id: str, name: str | None = typer.Option(None, "--name", help="Deployment name."),
+           sku: str | None = typer.Option(None, "--sku"), capacity: int | None = typer.Option(None, "--capacity"),
+           profile: str | None = ProfileOpt, provider: str | None = ProviderOpt,
+           config: Path | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Make a succeeded job's model callable."""
     client = _client(profile, provider, config, job_id)
     dep = client.deployments.create(job_id, name=name, sku=sku, capacity=capacity)
@@ -227,16 +228,17 @@ def deploy(job_id: str, name: Optional[str] = typer.Option(None, "--name", help=
 @app.command()
 def chat(model: str = typer.Argument(..., help="A deployment name, fine-tuned model id or base model."),
          message: str = typer.Argument(..., help="Your message."),
-         system: Optional[str] = typer.Option(None, "--system", help="A system message."),
+         system: str | None = typer.Option(None, "--system", help="A system message."),
          stream: bool = typer.Option(True, "--stream/--no-stream"),
-         max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1),
-         temperature: Optional[float] = typer.Option(None, "--temperature", min=0.0, max=2.0),
-         profile: Optional[str] = ProfileOpt, provider: Optional[str] = ProviderOpt,
-         config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
+         max_tokens: int | None = typer.Option(None, "--max-tokens", min=1),
+         temperature: float | None = typer.Option(None, "--temperature", min=0.0, max=2.0),
+         profile: str | None = ProfileOpt, provider: str | None = ProviderOpt,
+         config: Path | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Send one message to a model and print the reply."""
     client = _client(profile, provider, config)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": message}]
-    params = {k: v for k, v in {"max_tokens": max_tokens, "temperature": temperature}.items() if v is not None}
+    params: dict[str, Any] = {k: v for k, v in {"max_tokens": max_tokens, "temperature": temperature}.items()
+                              if v is not None}
     if as_json or not stream:
         reply = client.chat(model, messages, **params)
         print(json.dumps(reply.model_dump(mode="json", exclude={"raw"}))) if as_json else print(reply.content)
@@ -253,8 +255,8 @@ def chat(model: str = typer.Argument(..., help="A deployment name, fine-tuned mo
 def export(job_id: str, format: str = typer.Option("adapter", "--format", help="adapter | merged | gguf"),
            out_dir: Path = typer.Option(..., "--out", help="An empty or new directory.", file_okay=False),
            gguf_type: str = typer.Option("f16", "--gguf-type", help="f16 | f32 | q8_0"),
-           profile: Optional[str] = ProfileOpt, provider: Optional[str] = ProviderOpt,
-           config: Optional[Path] = ConfigOpt) -> None:
+           profile: str | None = ProfileOpt, provider: str | None = ProviderOpt,
+           config: Path | None = ConfigOpt) -> None:
     """Write a local fine-tune for vLLM (adapter, merged) or llama.cpp / Ollama (gguf)."""
     if format not in ("adapter", "merged", "gguf"):
         fail(f"--format must be adapter, merged or gguf, not {format!r}")
@@ -273,8 +275,8 @@ def export(job_id: str, format: str = typer.Option("adapter", "--format", help="
 @app.command()
 def push(job_id: str, repo_id: str, private: bool = typer.Option(False, "--private", help="Create it private."),
          merged: bool = typer.Option(False, "--merged", help="Upload the merged model instead of the adapter."),
-         profile: Optional[str] = ProfileOpt, provider: Optional[str] = ProviderOpt,
-         config: Optional[Path] = ConfigOpt) -> None:
+         profile: str | None = ProfileOpt, provider: str | None = ProviderOpt,
+         config: Path | None = ConfigOpt) -> None:
     """Publish a local fine-tune and its model card to the Hugging Face Hub (token: HF_TOKEN or hf auth login)."""
     client = _client(profile, provider or ("local" if profile is None else None), config, job_id)
     result = client.jobs.push_to_hub(job_id, repo_id, private=private, merged=merged)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -66,8 +66,8 @@ def _deleted(what: str, ident: str, provider: str, as_json: bool) -> None:
 
 
 @deployments_app.command("list")
-def deployments_list(profile: Optional[str] = ProfileOpt, provider: Optional[str] = ProviderOpt,
-                     config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
+def deployments_list(profile: str | None = ProfileOpt, provider: str | None = ProviderOpt,
+                     config: Path | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Deployments of one provider (OpenAI: every fine-tuned model, which it serves without deploying)."""
     deployments = _client(profile, provider, config).deployments.list()
     if as_json:
@@ -82,8 +82,8 @@ def deployments_list(profile: Optional[str] = ProfileOpt, provider: Optional[str
 
 @deployments_app.command("delete")
 def deployments_delete(name: str = typer.Argument(..., help="The deployment's name."),
-                       profile: Optional[str] = ProfileOpt, provider: Optional[str] = ProviderOpt,
-                       config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
+                       profile: str | None = ProfileOpt, provider: str | None = ProviderOpt,
+                       config: Path | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Delete a deployment (local: the background server stops with the last one)."""
     client = _client(profile, provider, config)
     client.deployments.delete(name)
@@ -92,8 +92,8 @@ def deployments_delete(name: str = typer.Argument(..., help="The deployment's na
 
 @models_app.command("list")
 def models_list(fine_tuned: bool = typer.Option(False, "--fine-tuned", help="Only fine-tuned models."),
-                profile: Optional[str] = ProfileOpt, provider: Optional[str] = ProviderOpt,
-                config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
+                profile: str | None = ProfileOpt, provider: str | None = ProviderOpt,
+                config: Path | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Models the provider can serve: base models and fine-tunes."""
     models = [m for m in _client(profile, provider, config).models.list() if m.fine_tuned or not fine_tuned]
     if as_json:
@@ -107,8 +107,8 @@ def models_list(fine_tuned: bool = typer.Option(False, "--fine-tuned", help="Onl
 
 @models_app.command("delete")
 def models_delete(model: str = typer.Argument(..., help="The fine-tuned model's id."),
-                  profile: Optional[str] = ProfileOpt, provider: Optional[str] = ProviderOpt,
-                  config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
+                  profile: str | None = ProfileOpt, provider: str | None = ProviderOpt,
+                  config: Path | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Delete a fine-tuned model (OpenAI; base models cannot be deleted)."""
     client = _client(profile, provider, config)
     client.models.delete(model)
@@ -116,10 +116,10 @@ def models_delete(model: str = typer.Argument(..., help="The fine-tuned model's 
 
 
 @files_app.command("list")
-def files_list(purpose: Optional[str] = typer.Option(None, "--purpose", help="Only files of this purpose, "
+def files_list(purpose: str | None = typer.Option(None, "--purpose", help="Only files of this purpose, "
                                                                               "e.g. fine-tune."),
-               profile: Optional[str] = ProfileOpt, provider: Optional[str] = ProviderOpt,
-               config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
+               profile: str | None = ProfileOpt, provider: str | None = ProviderOpt,
+               config: Path | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Files uploaded to the provider, oldest first."""
     files = _client(profile, provider, config).files.list(purpose=purpose)
     if as_json:
@@ -134,8 +134,8 @@ def files_list(purpose: Optional[str] = typer.Option(None, "--purpose", help="On
 @files_app.command("upload")
 def files_upload(path: Path = ExistingFile,
                  purpose: str = typer.Option("fine-tune", "--purpose", help="The file's purpose."),
-                 profile: Optional[str] = ProfileOpt, provider: Optional[str] = ProviderOpt,
-                 config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
+                 profile: str | None = ProfileOpt, provider: str | None = ProviderOpt,
+                 config: Path | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Upload a file as it is (check a dataset first with `finetune validate`; `finetune train` does both)."""
     client = _client(profile, provider, config)
     f = client.files.upload(path, purpose=purpose)
@@ -148,8 +148,8 @@ def files_upload(path: Path = ExistingFile,
 
 @files_app.command("delete")
 def files_delete(file_id: str = typer.Argument(..., help="The file's id."),
-                 profile: Optional[str] = ProfileOpt, provider: Optional[str] = ProviderOpt,
-                 config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
+                 profile: str | None = ProfileOpt, provider: str | None = ProviderOpt,
+                 config: Path | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Delete an uploaded file."""
     client = _client(profile, provider, config)
     client.files.delete(file_id)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -18,7 +17,7 @@ def emulator(
     port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port (0: any free port)."),
     dialect: str = typer.Option("both", "--dialect", help="openai | azure | both"),
     speed: float = typer.Option(1.0, "--speed", min=0.0, help="Simulated seconds per real second (0: frozen)."),
-    faults: Optional[str] = typer.Option(None, "--faults", help="Fault spec, e.g. 'POST /v1/fine_tuning/jobs: 429@0.3'"),
+    faults: str | None = typer.Option(None, "--faults", help="Fault spec, e.g. 'POST /v1/fine_tuning/jobs: 429@0.3'"),
     api_key: str = typer.Option("sk-emulator-key", "--api-key", help="The key clients must send."),
     seed: int = typer.Option(0, "--seed", help="Seeds ids, metrics and fault draws."),
 ) -> None:
@@ -72,9 +71,9 @@ def serve(
                                                               "id, or (operator only) a base model directory."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (loopback by default)."),
     port: int = typer.Option(8000, "--port", min=0, max=65535),
-    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="FINETUNE_SERVE_API_KEY",
+    api_key: str | None = typer.Option(None, "--api-key", envvar="FINETUNE_SERVE_API_KEY",
                                           help="Require this key (Authorization: Bearer ...)."),
-    home: Optional[str] = typer.Option(None, "--home", help="State directory (default: FINETUNE_HOME)."),
+    home: str | None = typer.Option(None, "--home", help="State directory (default: FINETUNE_HOME)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:1 ..."),
     max_batch: int = typer.Option(16, "--max-batch", min=1, max=256, help="Requests decoded together."),
 ) -> None:
@@ -138,7 +137,7 @@ def demo(
         if event.kind == "status" and data.get("status") == "running":
             train_started = time.monotonic()
         if event.kind == "metrics":
-            step, total = data.get("step"), data.get("total_steps")
+            step, total = int(data.get("step", 0)), data.get("total_steps")
             if step in (1, total) or step % 5 == 0 or "valid_loss" in data:
                 valid = f"  validation loss {data['valid_loss']:.3f}" if "valid_loss" in data else ""
                 out.print(f"  step {step}/{total}  loss {data['train_loss']:.3f}{valid}  "
@@ -166,7 +165,8 @@ def demo(
     phase(5, "Done")
     verdict = "PASS" if margin >= 0.3 else "FAIL"
     out.print(f"{verdict}: the fine-tune beats the base model by {margin:+.0%} exact match "
-              f"(required: +30 points). Fine-tuning took {train_seconds:.0f} s; the demo {time.monotonic() - started:.0f} s.",
+              f"(required: +30 points). Fine-tuning took {train_seconds:.0f} s; "
+              f"the demo {time.monotonic() - started:.0f} s.",
               markup=False)
     system = "Extract the person's name, age and city. Reply with JSON only."
     out.print("\nTalk to it:\n"

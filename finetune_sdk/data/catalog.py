@@ -92,7 +92,7 @@ def lookup(model: str | None) -> ModelFacts | None:
         return None
     base = base_model_of(model).lower()
     for prefix, facts in _FACTS:
-        if base == prefix or base.startswith(prefix + "-") or base.startswith(prefix + "."):
+        if base == prefix or base.startswith((prefix + "-", prefix + ".")):
             return facts
     return None
 

@@ -16,9 +16,10 @@ import json
 import os
 import random
 from array import array
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Literal
 
 from ..types import Issue
 
@@ -221,7 +222,7 @@ def deduplicate(source: str | os.PathLike[str], output: str | os.PathLike[str]) 
     result = ConvertResult(output=dst)
     seen: set[bytes] = set()
     with _atomic_writer(dst) as out:
-        for lineno, obj, problem in _read_objects(src):
+        for _lineno, obj, problem in _read_objects(src):
             if problem is not None:
                 result.skipped_count += 1
                 if len(result.skipped) < _MAX_LISTED:

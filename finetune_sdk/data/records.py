@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["CODES", "CodeInfo", "Context", "detect_format", "check_example", "image_parts", "severity_of"]
 
@@ -59,7 +60,8 @@ CODES: dict[str, CodeInfo] = {
     "duplicate_example": CodeInfo("warning", "The example repeats an earlier line exactly.",
                                   "Remove duplicates (finetune convert ... or finetune split de-duplicate)."),
     "train_validation_overlap": CodeInfo("warning", "A validation example also appears in the training file.",
-                                         "Keep validation examples out of training, or metrics will flatter the model."),
+                                         "Keep validation examples out of training, "
+                                         "or metrics will flatter the model."),
     "example_too_long": CodeInfo("warning", "The example exceeds the model's training context limit.",
                                  "Shorten it or split the conversation; the provider truncates it from the end."),
     # -- messages
@@ -116,7 +118,8 @@ CODES: dict[str, CodeInfo] = {
     "invalid_function_call": CodeInfo("error", "\"function_call\" is malformed.",
                                       "Use {\"name\": \"...\", \"arguments\": \"{...}\"}."),
     "invalid_tools": CodeInfo("error", "\"tools\" is malformed.",
-                              "Use [{\"type\": \"function\", \"function\": {\"name\": \"...\", \"parameters\": {...}}}]."),
+                              "Use [{\"type\": \"function\", "
+                              "\"function\": {\"name\": \"...\", \"parameters\": {...}}}]."),
     "invalid_functions": CodeInfo("error", "\"functions\" is malformed.",
                                   "Use 1-128 objects {\"name\": \"...\", \"parameters\": {...}}."),
     "invalid_parallel_tool_calls": CodeInfo("error", "\"parallel_tool_calls\" is not a boolean.",
@@ -302,7 +305,7 @@ def _check_parts(parts: list, role: str, path: str, state: _ChatState, out: Issu
                 elif (len(url) - url.index(",") - 1) * 3 // 4 > MAX_IMAGE_BYTES:
                     out.append(("image_too_large", p + ".image_url.url",
                                 f"{p}.image_url.url holds an image over 10 MB; resize or compress it."))
-            elif not (url.startswith("https://") or url.startswith("http://")):
+            elif not (url.startswith(("https://", "http://"))):
                 out.append(("invalid_image_url", p + ".image_url.url",
                             f"{p}.image_url.url must be an https:// URL or a base64 data URL, not {url[:40]!r}."))
             detail = img.get("detail")
@@ -344,7 +347,8 @@ def _check_tool_calls(calls: Any, path: str, state: _ChatState, out: Issues) -> 
             continue
         cid = call.get("id")
         if not isinstance(cid, str) or not cid:
-            out.append(("invalid_tool_calls", p + ".id", f"{p}.id must be a non-empty string (tool messages refer to it)."))
+            out.append(("invalid_tool_calls", p + ".id",
+                        f"{p}.id must be a non-empty string (tool messages refer to it)."))
         else:
             state.call_ids.add(cid)
         if call.get("type", "function") != "function":
@@ -516,7 +520,8 @@ def _check_tools(example: dict, prefix: str, state: _ChatState, out: Issues) -> 
             state.tool_names = names
     if "parallel_tool_calls" in example and not isinstance(example["parallel_tool_calls"], bool):
         p = prefix + "parallel_tool_calls"
-        out.append(("invalid_parallel_tool_calls", p, f"{p} must be true or false, not {_kind(example['parallel_tool_calls'])}."))
+        out.append(("invalid_parallel_tool_calls", p,
+                    f"{p} must be true or false, not {_kind(example['parallel_tool_calls'])}."))
 
 
 def _check_calls_defined(state: _ChatState, out: Issues) -> None:

@@ -21,15 +21,16 @@ import os
 import threading
 import time
 from array import array
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .._secrets import get_logger
-from ..types import DatasetReport, Distribution, Issue, TokenStats
+from ..types import DatasetReport, Distribution, Issue, Severity, TokenStats
 from . import catalog
-from .records import CODES, Context, check_example, detect_format, severity_of
+from .records import Context, check_example, detect_format, severity_of
 from .tokens import ChatTemplateCounter, TokenizerResolver, counter_for
 
 _log = get_logger(__name__)
@@ -321,16 +322,16 @@ class _Merger:
     def absorb(self, partials: list[_Partial]) -> None:
         offset = 0
         for p in partials:
-            for src, dst in ((p.errors, self.errors), (p.warnings, self.warnings)):
-                dst.extend((ln + offset, c, pa, m) for ln, c, pa, m in src)
-            for src, dst in ((p.error_counts, self.error_counts), (p.warning_counts, self.warning_counts)):
-                for code, n in src.items():
-                    dst[code] = dst.get(code, 0) + n
+            for found, into in ((p.errors, self.errors), (p.warnings, self.warnings)):
+                into.extend((ln + offset, c, pa, m) for ln, c, pa, m in found)
+            for counted, totals in ((p.error_counts, self.error_counts), (p.warning_counts, self.warning_counts)):
+                for code, n in counted.items():
+                    totals[code] = totals.get(code, 0) + n
             if len(p.errors) < sum(p.error_counts.values()) or len(p.warnings) < sum(p.warning_counts.values()):
                 self.truncated = True
             offset += p.lines
 
-    def issues(self, items: list[tuple], severity: str) -> list[Issue]:
+    def issues(self, items: list[tuple], severity: Severity) -> list[Issue]:
         items.sort(key=lambda t: (t[0] if t[0] is not None else -1))
         if len(items) > self.o.max_issues:
             self.truncated = True
@@ -482,7 +483,7 @@ def _report(path: Path, options: _Options, workers: int | None, progress: Progre
     errors = m.issues(m.errors, "error")
     warnings = m.issues(m.warnings, "warning")
     report = DatasetReport(
-        path=str(path), format=fmt, method=options.method, model=options.model,
+        path=str(path), format=fmt, method=options.method, model=options.model,  # type: ignore[arg-type]
         lines=sum(p.lines for p in partials), examples=examples,
         valid=not m.error_counts, errors=errors, warnings=warnings,
         error_counts=dict(sorted(m.error_counts.items())), warning_counts=dict(sorted(m.warning_counts.items())),

@@ -15,7 +15,8 @@ Resource Manager (ARM) deployments.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, ClassVar, Iterator, Mapping, TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, ClassVar, TypeVar
 
 import httpx
 from pydantic import SecretStr
@@ -23,7 +24,7 @@ from pydantic import SecretStr
 from .._secrets import register_secret
 from ..config import setting
 from ..errors import ConfigurationError, NotFoundError, ProviderError, UnsupportedOperation
-from ..polling import PollSchedule, Poller
+from ..polling import Poller, PollSchedule
 from ..types import ChatDelta, ChatResponse, Deployment, DeploySpec, JobSpec, JobStatus
 from .base import Capability
 from .http import Transport
@@ -153,7 +154,7 @@ class AzureProvider(OpenAIProvider[AzureSettings]):
         missing = [k for k in ("subscription_id", "resource_group", "account") if not getattr(s, k)]
         if missing:
             field = missing[0]
-            example = AzureSettings.model_fields[field].json_schema_extra["example"]  # type: ignore[index,call-overload]
+            example = AzureSettings.model_fields[field].json_schema_extra["example"]  # type: ignore[index]
             raise ConfigurationError(
                 f"Missing setting {field!r} for Azure deployments (Azure Resource Manager needs subscription_id, "
                 f"resource_group and account). Looked in: the {field}= argument; environment variable(s) "

@@ -16,16 +16,29 @@ from __future__ import annotations
 import enum
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Generic, Iterator, Mapping, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from .._secrets import get_logger
 from ..config import ProviderSettings
 from ..errors import ConfigurationError, UnsupportedOperation
 from ..retry import RetryPolicy
-from ..types import (ChatDelta, ChatResponse, Checkpoint, Deployment, DeploySpec, Event, File, Job, JobSpec, JobStatus,
-                     MetricPoint, ModelInfo)
+from ..types import (
+    ChatDelta,
+    ChatResponse,
+    Checkpoint,
+    Deployment,
+    DeploySpec,
+    Event,
+    File,
+    Job,
+    JobSpec,
+    JobStatus,
+    MetricPoint,
+    ModelInfo,
+)
 
 __all__ = ["Capability", "Provider", "ENTRY_POINT_GROUP", "register_provider", "unregister_provider",
            "available_providers", "get_provider_class", "resolve_tokenizer"]
@@ -99,6 +112,13 @@ class Provider(Generic[S]):
                              "not know; it is shown as 'unknown' (non-terminal) with the raw value.", self.name, raw)
             return JobStatus.UNKNOWN
         return status
+
+    @classmethod
+    def dataset_rules(cls) -> dict[str, Any]:
+        """The keyword arguments of :func:`finetune_sdk.data.validate` that make it check a
+        dataset by this backend's rules (``client.validate`` and ``finetune validate
+        --provider`` use them)."""
+        return {"hosted": cls.hosted, "images": cls.accepts_images, "tokenizer": cls.tokenizer}
 
     @classmethod
     def tokenizer(cls, model: str) -> tuple[Any, str] | None:

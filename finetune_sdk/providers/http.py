@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator, Mapping
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Iterator, Mapping, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -87,8 +88,8 @@ def error_from_response(response: httpx.Response, provider: str) -> ProviderErro
     message, code, param = _error_fields(body)
     message = message or f"HTTP {response.status_code} {response.reason_phrase}".strip()
     request_id = next((response.headers[h] for h in _REQUEST_ID_HEADERS if h in response.headers), None)
-    kwargs: dict[str, Any] = dict(provider=provider, status_code=response.status_code, request_id=request_id,
-                                  code=code, param=param, body=body)
+    kwargs: dict[str, Any] = {"provider": provider, "status_code": response.status_code, "request_id": request_id,
+                                  "code": code, "param": param, "body": body}
     cls = error_for_status(response.status_code)
     if cls is RateLimitError:
         return RateLimitError(message, retry_after=retry_after_seconds(response.headers),

@@ -10,18 +10,33 @@ through the Uploads API in parallel parts.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Mapping, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import SecretStr
 
 from .._secrets import get_logger
-from ..config import setting
+from ..config import ProviderSettings, setting
 from ..errors import ProviderError, UnsupportedOperation
 from ..metrics import merge_points, parse_results_csv, point_from_dict, points_from_events
-from ..types import (ChatDelta, ChatResponse, Checkpoint, Deployment, DeploySpec, Event, File, Job, JobError,
-                     JobSpec, JobStatus, MetricPoint, ModelInfo, from_timestamp)
+from ..types import (
+    ChatDelta,
+    ChatResponse,
+    Checkpoint,
+    Deployment,
+    DeploySpec,
+    Event,
+    File,
+    Job,
+    JobError,
+    JobSpec,
+    JobStatus,
+    MetricPoint,
+    ModelInfo,
+    from_timestamp,
+)
 from .base import Capability
 from .http import HTTPProvider, HTTPSettings
 
@@ -61,10 +76,10 @@ class OpenAIProvider(HTTPProvider[SW]):
         "validating_files": JobStatus.VALIDATING, "queued": JobStatus.QUEUED, "running": JobStatus.RUNNING,
         "paused": JobStatus.PAUSED, "succeeded": JobStatus.SUCCEEDED, "failed": JobStatus.FAILED,
         "cancelled": JobStatus.CANCELLED}
-    Settings = OpenAISettings
+    Settings: ClassVar[type[ProviderSettings]] = OpenAISettings
 
     def base_url(self) -> str:
-        return self.settings.base_url or "https://api.openai.com/v1"  # type: ignore[attr-defined,no-any-return]
+        return self.settings.base_url or "https://api.openai.com/v1"  # type: ignore[attr-defined]
 
     def auth_headers(self) -> Mapping[str, str]:
         s: Any = self.settings
@@ -177,7 +192,8 @@ class OpenAIProvider(HTTPProvider[SW]):
             block["grader"] = spec.extra["grader"]
         body: dict[str, Any] = {"model": spec.model, "training_file": spec.training_file,
                                 "method": {"type": spec.method, spec.method: block}}
-        body.update({k: getattr(spec, k) for k in ("validation_file", "suffix", "seed") if getattr(spec, k) is not None})
+        body.update({k: getattr(spec, k) for k in ("validation_file", "suffix", "seed")
+                     if getattr(spec, k) is not None})
         if spec.metadata:
             body["metadata"] = dict(spec.metadata)
         if spec.integrations:
@@ -231,7 +247,7 @@ class OpenAIProvider(HTTPProvider[SW]):
                 break
             level = {"warn": "warning"}.get(raw.get("level") or "info", raw.get("level") or "info")
             newest_first.append(Event(id=raw["id"], created_at=from_timestamp(raw.get("created_at") or 0),
-                                      level=level if level in ("info", "warning", "error") else "info",
+                                      level=level if level in ("info", "warning", "error") else "info",  # type: ignore[arg-type]
                                       message=raw.get("message") or "", data=raw.get("data") or {},
                                       kind="metrics" if raw.get("type") == "metrics" else "message"))
         return newest_first[::-1]

@@ -22,16 +22,33 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Literal, Mapping
+from typing import Any, ClassVar, Literal
 
 from ..config import ProviderSettings, setting
 from ..data import catalog
 from ..data.validate import validate
 from ..errors import BadRequestError, NotFoundError, PermissionDeniedError
-from ..types import (ChatDelta, ChatResponse, Checkpoint, Deployment, DeploySpec, Event, EventKind, File, Job, JobError,
-                     JobSpec, JobStatus, MetricPoint, ModelInfo, Usage, from_timestamp)
+from ..types import (
+    ChatDelta,
+    ChatResponse,
+    Checkpoint,
+    Deployment,
+    DeploySpec,
+    Event,
+    EventKind,
+    File,
+    Job,
+    JobError,
+    JobSpec,
+    JobStatus,
+    MetricPoint,
+    ModelInfo,
+    Usage,
+    from_timestamp,
+)
 from .base import Capability, Provider
 
 __all__ = ["SimClock", "SimTimings", "SimulatedSettings", "SimulatedProvider", "FINE_TUNABLE"]
@@ -169,7 +186,7 @@ class _DeployRec:
     capacity: int
 
 
-class SimulatedProvider(Provider):
+class SimulatedProvider(Provider[SimulatedSettings]):
     """The emulator's backend. See the module docstring."""
 
     name = "simulated"
@@ -185,7 +202,7 @@ class SimulatedProvider(Provider):
     def __init__(self, settings: SimulatedSettings | None = None, *, clock: SimClock | None = None,
                  timings: SimTimings | None = None, **_: Any) -> None:
         super().__init__(settings)
-        s: SimulatedSettings = self.settings  # type: ignore[assignment]
+        s = self.settings
         self.flavor = s.flavor
         self.clock = clock or SimClock(s.speed)
         self.timings = timings or SimTimings()
@@ -215,7 +232,8 @@ class SimulatedProvider(Provider):
         if self.flavor == "azure":
             return f"{catalog.base_model_of(rec.spec.model)}.ft-{rec.id.removeprefix('ftjob-')[-32:]}"
         short = rec.id.removeprefix("ftjob-")[-8:]
-        return f"ft:{catalog.base_model_of(rec.spec.model)}:{self.settings.organization}:{rec.spec.suffix or ''}:{short}"  # type: ignore[attr-defined]
+        org = self.settings.organization
+        return f"ft:{catalog.base_model_of(rec.spec.model)}:{org}:{rec.spec.suffix or ''}:{short}"
 
     # ------------------------------------------------------------------ test controls
     def fail_job(self, job_id: str, *, at_step: int | None = None, message: str | None = None) -> Job:
@@ -277,7 +295,8 @@ class SimulatedProvider(Provider):
 
     def _to_file(self, rec: _FileRec) -> File:
         ready = self.clock.now() >= rec.ready_at
-        status = "uploaded" if not ready else ("error" if rec.problem else "processed")
+        status: Literal["uploaded", "processed", "error"] = \
+            "uploaded" if not ready else ("error" if rec.problem else "processed")
         return File(id=rec.id, filename=rec.filename, bytes=rec.bytes, purpose=rec.purpose, status=status,
                     status_details=rec.problem if ready else None, created_at=from_timestamp(int(rec.created)))
 
@@ -645,7 +664,7 @@ class SimulatedProvider(Provider):
             base = [ModelInfo(id=m, created_at=from_timestamp(_CREATED), owned_by="system")
                     for m in FINE_TUNABLE[self.flavor]]
             tuned = [ModelInfo(id=name, created_at=from_timestamp(int(rec.finished_at or rec.created)),
-                               owned_by=self.settings.organization, fine_tuned=True)  # type: ignore[attr-defined]
+                               owned_by=self.settings.organization, fine_tuned=True)
                      for name, rec in self._ft_models().items() if ":ckpt-step-" not in name]
             return base + tuned
 

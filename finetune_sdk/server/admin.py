@@ -9,7 +9,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI
 
@@ -24,7 +25,7 @@ def admin_router(app: FastAPI, *, auth: Callable[..., Any]) -> APIRouter:
     router = APIRouter(prefix="/_emulator", dependencies=[Depends(auth)])
 
     def clocks() -> list[Any]:
-        found = []
+        found: list[Any] = []
         for backend in app.state.backends.values():
             clock = getattr(backend.provider, "clock", None)
             if clock is not None and all(clock is not c for c in found):

@@ -11,11 +11,14 @@ import json
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-from fastapi import APIRouter, Depends, File as FormFile, Form, Path as PathParam, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, Form, Query, Request, UploadFile
+from fastapi import File as FormFile
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ..errors import FineTuneError, NotFoundError, ProviderError, UnsupportedOperation
@@ -336,7 +339,7 @@ def data_plane_router(b: Backend, *, auth: Callable[..., Any], api_version: Call
                     yield f"data: {json.dumps(chunk)}\n\n".encode()
             except ProviderError as exc:  # after the headers: report in-band, as the API does
                 yield f"data: {json.dumps(envelope(from_provider_error(exc), b.dialect))}\n\n".encode()
-            except Exception as exc:  # noqa: BLE001 - the status line is sent; say what broke in the stream
+            except Exception as exc:
                 failure = ApiError(500, f"The server failed while generating: {type(exc).__name__}.")
                 yield f"data: {json.dumps(envelope(failure, b.dialect))}\n\n".encode()
             yield b"data: [DONE]\n\n"

@@ -23,7 +23,8 @@ import logging
 import socket
 import threading
 import time
-from typing import Any, Iterator, Literal
+from collections.abc import Iterator
+from typing import Any, Literal
 
 from ..providers.simulated import SimClock, SimTimings, SimulatedProvider, SimulatedSettings
 from .app import ServerConfig, create_app
@@ -78,7 +79,7 @@ class ThreadedServer:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 10.0) -> "ThreadedServer":
+    def start(self, timeout: float = 10.0) -> ThreadedServer:
         import uvicorn
 
         config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="error", lifespan="off",
@@ -102,7 +103,7 @@ class ThreadedServer:
         if self._thread is not None:
             self._thread.join(timeout=10)
 
-    def __enter__(self) -> "ThreadedServer":
+    def __enter__(self) -> ThreadedServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -136,7 +137,7 @@ class Emulator:
         self._server: ThreadedServer | None = None
 
     # -- lifecycle
-    def start(self, timeout: float = 10.0) -> "Emulator":
+    def start(self, timeout: float = 10.0) -> Emulator:
         self._server = ThreadedServer(self.app, host=self.host, port=self._port).start(timeout)
         self._port = self._server.port
         return self
@@ -150,7 +151,7 @@ class Emulator:
             if provider is not None:
                 provider.close()
 
-    def __enter__(self) -> "Emulator":
+    def __enter__(self) -> Emulator:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

@@ -27,8 +27,9 @@ import json
 import random
 import threading
 from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any
 
 __all__ = ["FaultRule", "FaultSequence", "FaultPlan", "FaultMiddleware", "KINDS"]
 
@@ -143,7 +144,7 @@ class FaultPlan:
         return None
 
     @classmethod
-    def parse(cls, spec: str | Iterable[dict[str, Any]] | None, *, seed: int = 0) -> "FaultPlan":
+    def parse(cls, spec: str | Iterable[dict[str, Any]] | None, *, seed: int = 0) -> FaultPlan:
         """Build a plan from a spec string or a list of rule dicts (see the module docstring)."""
         if spec is None or spec == "":
             return cls(seed=seed)
@@ -161,7 +162,7 @@ class FaultPlan:
                         extra = set(item) - {"route", "steps"}
                         if extra:
                             raise ValueError(f"unknown keys {sorted(extra)} in a fault sequence")
-                        sequences.append(FaultSequence(item.get("route"), item["steps"]))
+                        sequences.append(FaultSequence(item.get("route", ""), item["steps"]))
                     else:
                         rules.append(FaultRule(**item))
                 except TypeError as exc:
@@ -191,7 +192,7 @@ class FaultPlan:
 
 
 def _error_body(kind: str, path: str) -> tuple[int, dict[str, Any], dict[str, str]]:
-    azure = path.startswith("/openai") or path.startswith("/subscriptions")
+    azure = path.startswith(("/openai", "/subscriptions"))
     if kind in ("429", "daily"):
         if kind == "daily":
             message = ("Your organization has reached the maximum of 3 fine-tuning requests per day for the model "
@@ -279,9 +280,9 @@ class FaultMiddleware:
             await _send_truncated(send)  # returning mid-body makes the server close the connection
         elif fault.kind == "slow":
             # Read the request first: a client that gave up must not stop it from being handled.
-            body = await _read_body(receive)
+            request = await _read_body(receive)
             await asyncio.sleep(fault.delay)
-            await self.app(scope, _replay(body), send)
+            await self.app(scope, _replay(request), send)
         elif fault.kind == "lost":
             started: dict[str, Any] = {}
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["BodyLimitMiddleware"]
 
@@ -25,6 +26,7 @@ class BodyLimitMiddleware:
     async def _reject(self, send: Any, path: str, size: int | None, limit: int) -> None:
         message = (f"Request body too large: {size:,} bytes; the limit is {limit:,} bytes." if size is not None
                    else f"Request body too large; the limit is {limit:,} bytes.")
+        body: dict[str, Any]
         if self.dialect_of(path) == "azure":
             body = {"error": {"code": "requestTooLarge", "message": message}}
         else:

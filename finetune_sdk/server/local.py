@@ -65,7 +65,7 @@ def build_app(*, models: Sequence[str] = (), api_key: str | None = None, home: s
         try:
             host.resolve(name)
             say(f"loaded {name}")
-        except Exception:  # noqa: BLE001 - not a model the host knows: a base model the operator serves
+        except Exception:
             say(f"serving base model {host.add_base(name)} ({name})")
     provider = LocalProvider(LocalSettings(home=str(state)), host=host)
     return create_app(openai=provider, config=ServerConfig(api_key=api_key, max_json_bytes=_MAX_JSON_BYTES))

@@ -58,7 +58,7 @@ class Method(_Strict):
     reinforcement: ReinforcementMethod | None = None
 
     @model_validator(mode="after")
-    def _one_block(self) -> "Method":
+    def _one_block(self) -> Method:
         for other in ("supervised", "dpo", "reinforcement"):
             if other != self.type and getattr(self, other) is not None:
                 raise ValueError(f"method.{other} given but method.type is {self.type!r}")

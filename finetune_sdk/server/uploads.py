@@ -14,9 +14,10 @@ import shutil
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO
 
 from .errors import ApiError
 from .schemas import CompleteUploadRequest, CreateUploadRequest

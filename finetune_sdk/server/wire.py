@@ -8,8 +8,9 @@ for defaults, ``null`` organization and result files while running, event level
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 from ..types import ChatDelta, ChatResponse, Checkpoint, Event, File, Job, JobStatus, MetricPoint, ModelInfo
 
@@ -64,7 +65,9 @@ class Wire:
 
     def status(self, job: Job) -> str:
         if job.raw_status in _RAW[self.dialect]:
-            return job.raw_status  # type: ignore[return-value]
+            return job.raw_status
+        if job.status is JobStatus.UNKNOWN:  # a state the backend's table does not know: pass its word on
+            return job.raw_status or "unknown"
         return _STATUS[self.dialect][job.status]
 
     def hyperparameters(self, job: Job) -> dict[str, Any]:

@@ -612,7 +612,7 @@ def local_tokenizer_resolver(model: str) -> tuple[Any, str] | None:
     if _HUB_ID.match(name) and importlib.util.find_spec("huggingface_hub") is not None:
         try:
             snap = _snapshot(name, trust_remote_code=False, local_files_only=True)
-        except Exception:  # noqa: BLE001 - not cached (or not a valid id): not a local model
+        except Exception:
             return None
         if (snap / "tokenizer.json").is_file() or (snap / "tokenizer_config.json").is_file():
             return _cached_tokenizer(snap), name

@@ -15,14 +15,28 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import Any, ClassVar
 
 from ...config import ProviderSettings, finetune_home, setting
 from ...errors import BadRequestError, DatasetError, NotFoundError
 from ...metrics import points_from_events
-from ...types import (ChatDelta, ChatResponse, Checkpoint, Deployment, DeploySpec, Event, File, Job, JobSpec,
-                      JobStatus, MetricPoint, ModelInfo, from_timestamp)
+from ...types import (
+    ChatDelta,
+    ChatResponse,
+    Checkpoint,
+    Deployment,
+    DeploySpec,
+    Event,
+    File,
+    Job,
+    JobSpec,
+    JobStatus,
+    MetricPoint,
+    ModelInfo,
+    from_timestamp,
+)
 from ..base import Capability, Provider
 from ..http import Transport
 from .jobs.hparams import train_config
@@ -68,7 +82,7 @@ class LocalProvider(Provider[LocalSettings]):
         through the background server."""
         super().__init__(settings, **kwargs)
         self.host = host
-        s: LocalSettings = self.settings  # type: ignore[assignment]
+        s = self.settings
         self.home = Path(s.home).expanduser() if s.home else finetune_home()
         self.jobs = JobStore(self.home)
         self.files = FileStore(self.home)
@@ -201,7 +215,7 @@ class LocalProvider(Provider[LocalSettings]):
                               provider=self.name, status_code=400, code="model_not_available", param="model")
 
     def _launch(self, job_id: str) -> None:
-        s: LocalSettings = self.settings  # type: ignore[assignment]
+        s = self.settings
         d = self._dir(job_id)
         python = s.python or sys.executable
         prefix = [python] if s.launcher.strip() in ("", "python") else shlex.split(s.launcher)
@@ -309,7 +323,7 @@ class LocalProvider(Provider[LocalSettings]):
             return self._to_job(self.jobs.update(job_id, status="cancelled", finished_at=time.time()))
         record = self.jobs.update(job_id, cancel_requested=True)
         self._signal(record, signal.SIGTERM)
-        s: LocalSettings = self.settings  # type: ignore[assignment]
+        s = self.settings
         record = self._await(job_id, set(TERMINAL), s.cancel_grace_seconds)
         if record.status not in TERMINAL:  # it did not stop in time: stop it
             self._signal(record, signal.SIGKILL)
@@ -326,7 +340,7 @@ class LocalProvider(Provider[LocalSettings]):
             raise BadRequestError(f"Job {job_id} is {record.status}; only running jobs can be paused.",
                                   provider=self.name, status_code=400, code="invalid_state")
         self.jobs.update(job_id, pause_requested=True)
-        s: LocalSettings = self.settings  # type: ignore[assignment]
+        s = self.settings
         return self._to_job(self._await(job_id, {"paused", *TERMINAL}, s.cancel_grace_seconds * 3))
 
     def resume_job(self, job_id: str) -> Job:
@@ -395,7 +409,7 @@ class LocalProvider(Provider[LocalSettings]):
     def _server(self) -> Any:
         from .serving.background import ensure_server
 
-        s: LocalSettings = self.settings  # type: ignore[assignment]
+        s = self.settings
         return ensure_server(self.home, device=s.device, python=s.python)
 
     def _remote(self) -> Transport:
@@ -416,12 +430,12 @@ class LocalProvider(Provider[LocalSettings]):
 
     def chat(self, model: str, messages: list[dict[str, Any]], **params: Any) -> ChatResponse:
         if self.host is not None:
-            return self.host.chat(model, messages, **params)  # type: ignore[no-any-return]
+            return self.host.chat(model, messages, **params)
         return self._remote().chat("/chat/completions", {"model": model, "messages": messages, **params}, model=model)
 
     def chat_stream(self, model: str, messages: list[dict[str, Any]], **params: Any) -> Iterator[ChatDelta]:
         if self.host is not None:
-            return self.host.chat_stream(model, messages, **params)  # type: ignore[no-any-return]
+            return self.host.chat_stream(model, messages, **params)
         return self._remote().chat_stream("/chat/completions", {"model": model, "messages": messages, **params},
                                           model=model)
 

@@ -42,8 +42,8 @@ class TrainConfig(BaseModel):
     qlora: bool = Field(False, description="4-bit base weights through bitsandbytes (CUDA only).")
     # -- sequence handling
     max_length: int = Field(2048, ge=8, description="Longer examples are truncated (counted in an event).")
-    micro_batch_tokens: int | None = Field(None, ge=8, description="Tokens per packed micro-batch "
-                                                                   "(default: 1024 on CPU, 16384 on GPU; at least max_length).")
+    micro_batch_tokens: int | None = Field(None, ge=8, description="Tokens per packed micro-batch (default: "
+                                                                   "1024 on CPU, 16384 on GPU; at least max_length).")
     packing: bool = True
     # -- optimisation
     warmup_ratio: float = Field(0.05, ge=0, lt=1)

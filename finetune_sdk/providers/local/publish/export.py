@@ -294,8 +294,8 @@ def _export_adapter(source: _JobSource, tmp: Path, out: Path, name: str) -> Expo
 
 
 def _adapter_rank(adapter_cfg: dict[str, Any], record: JobRecord) -> int:
-    ranks = [adapter_cfg.get("r")] + list((adapter_cfg.get("rank_pattern") or {}).values())
-    ranks = [int(r) for r in ranks if isinstance(r, (int, float))]
+    candidates = [adapter_cfg.get("r"), *(adapter_cfg.get("rank_pattern") or {}).values()]
+    ranks = [int(r) for r in candidates if isinstance(r, (int, float))]
     if not ranks:
         ranks = [int(record.config.get("lora_rank", VLLM_DEFAULT_MAX_LORA_RANK))]
     return max(ranks)

@@ -62,8 +62,8 @@ def _load_json(path: Path) -> dict[str, Any]:
 
 def _rope(cfg: dict[str, Any]) -> tuple[float, dict[str, Any]]:
     """``(rope_theta, scaling dict)`` from a transformers 4.x or 5.x config."""
-    params = cfg.get("rope_parameters") if isinstance(cfg.get("rope_parameters"), dict) else {}
-    scaling = cfg.get("rope_scaling") if isinstance(cfg.get("rope_scaling"), dict) else {}
+    params: dict[str, Any] = cfg["rope_parameters"] if isinstance(cfg.get("rope_parameters"), dict) else {}
+    scaling: dict[str, Any] = cfg["rope_scaling"] if isinstance(cfg.get("rope_scaling"), dict) else {}
     theta = cfg.get("rope_theta") or params.get("rope_theta") or scaling.get("rope_theta") or 10000.0
     merged = {**scaling, **params}
     return float(theta), merged
@@ -81,7 +81,7 @@ def _llama_hparams(cfg: dict[str, Any]) -> dict[str, Any]:
         n_embd = int(cfg["hidden_size"])
         n_head = int(cfg["num_attention_heads"])
         n_head_kv = int(cfg.get("num_key_value_heads") or n_head)
-        hp = {
+        hp: dict[str, Any] = {
             "vocab_size": int(cfg["vocab_size"]),
             "context_length": int(cfg.get("max_position_embeddings") or 2048),
             "embedding_length": n_embd,
@@ -136,7 +136,7 @@ def _bpe_pre_tokenizer(tok: dict[str, Any]) -> str:
 def _known_splits() -> dict[str, str]:
     try:  # the regexes transformers uses to read these llama.cpp pre-tokenizer names back
         from transformers.integrations.gguf.gguf_tokenizer_mapping import GGUF_PRE_TOKENIZER_SPLITS
-    except Exception:  # noqa: BLE001 - other transformers versions: only gpt2/smollm
+    except Exception:
         return {}
     return dict(GGUF_PRE_TOKENIZER_SPLITS)
 

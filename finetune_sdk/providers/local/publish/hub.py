@@ -26,7 +26,7 @@ import inspect
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -346,7 +346,8 @@ def _card(home: Path, job: _Job, repo_id: str) -> str:
     else:
         lines += [f"vllm serve {repo_id}",
                   "curl http://localhost:8000/v1/chat/completions -H 'Content-Type: application/json' \\",
-                  f"  -d '{{\"model\": \"{repo_id}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello!\"}}]}}'"]
+                  f"  -d '{{\"model\": \"{repo_id}\", "
+                  f"\"messages\": [{{\"role\": \"user\", \"content\": \"Hello!\"}}]}}'"]
     local_id = record.fine_tuned_model or record.id
     lines += ["```", "", "### finetune-sdk (OpenAI-compatible server)", ""]
     if adapter:
@@ -364,7 +365,7 @@ def _hub_link(hub_id: str | None) -> str:
     return f"https://huggingface.co/{hub_id}" if hub_id else ""
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
     def cell(text: str) -> str:
         return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -424,7 +425,7 @@ def _merge(job: _Job, out: Path) -> None:
                        f"Push the adapter instead (merged=False).") from None
     try:
         merged = PeftModel.from_pretrained(base, str(job.weights)).merge_and_unload()
-    except Exception as exc:  # noqa: BLE001 - a mismatched or damaged adapter, whatever peft raises
+    except Exception as exc:
         raise HubError(f"Cannot merge the adapter of job {record.id} into {resolved.name}: "
                        f"{type(exc).__name__}: {exc}. Push the adapter instead (merged=False).") from None
     out.mkdir(parents=True)
@@ -452,7 +453,7 @@ def _resolve_token(token: str | None) -> str:
 
     try:
         found = get_token()
-    except Exception as exc:  # noqa: BLE001 - e.g. a failed OIDC exchange (HF_OIDC_RESOURCE)
+    except Exception as exc:
         raise HubError(f"Could not get a Hugging Face token ({type(exc).__name__}: {scrub(exc)}). "
                        f"{_LOGIN_HINT}") from None
     if not found:
@@ -553,7 +554,7 @@ def push_job_to_hub(home: Path, job_id: str, repo_id: str, *, private: bool = Fa
 
     try:
         repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    except Exception as exc:  # noqa: BLE001 - every failure becomes a HubError with a fix
+    except Exception as exc:
         raise _hub_error(exc, repo_id=repo_id, endpoint=shown_endpoint, action="creating") from None
     full_id = getattr(repo_url, "repo_id", None) or repo_id
     _log.info("Pushing job %s (%s) to %s", job_id, job.kind, full_id)
@@ -570,7 +571,7 @@ def push_job_to_hub(home: Path, job_id: str, repo_id: str, *, private: bool = Fa
             info = api.create_commit(full_id, operations=operations, commit_message=message, repo_type="model",
                                      commit_description=f"finetune-sdk model `{job.record.fine_tuned_model}`, "
                                                         f"base `{_base_info(job.record.spec.model)[0]}`.")
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a HubError with a fix
+        except Exception as exc:
             raise _hub_error(exc, repo_id=full_id, endpoint=shown_endpoint, action="uploading to") from None
     return PushResult(repo_id=full_id, url=str(repo_url), files=sorted([name for name, _ in files] + ["README.md"]),
                       commit_url=getattr(info, "commit_url", None))

@@ -9,8 +9,9 @@ copy of the base weights (one :class:`~.inference.Engine` per base).
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ....errors import BadRequestError, NotFoundError
 from ....types import ChatDelta, ChatResponse, ModelInfo, Usage, from_timestamp
@@ -166,7 +167,7 @@ class ModelHost:
         temperature = params.get("temperature")
         req = GenerationRequest(prompt_ids=prompt, adapter=adapter, max_tokens=max_tokens,
                                 temperature=1.0 if temperature is None else float(temperature),
-                                top_p=float(params.get("top_p") if params.get("top_p") is not None else 1.0),
+                                top_p=float(params["top_p"]) if params.get("top_p") is not None else 1.0,
                                 seed=params.get("seed"), stop=stops)
         return engine, req
 

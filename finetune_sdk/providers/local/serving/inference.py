@@ -13,9 +13,10 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -37,7 +38,7 @@ class GenerationRequest:
     top_p: float = 1.0
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
-    out: "queue.Queue[Any]" = field(default_factory=queue.Queue)
+    out: queue.Queue[Any] = field(default_factory=queue.Queue)
 
 
 class _Row:
@@ -134,7 +135,7 @@ class Engine:
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(eos), 0)
         self.adapters: dict[str, str] = {}
         self._load_lock = threading.Lock()
-        self._queue: "queue.Queue[GenerationRequest]" = queue.Queue()
+        self._queue: queue.Queue[GenerationRequest] = queue.Queue()
         self._worker = threading.Thread(target=self._run, name="finetune-generate", daemon=True)
         self._worker.start()
         self.batches = 0

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 __all__ = ["Tokens", "ChatRenderer", "tokenize_example", "pack", "MicroBatch", "build_micro_batch",
            "IGNORE", "PreferencePair", "UnsupportedContent"]
@@ -232,8 +233,8 @@ def pack(lengths: Sequence[int], capacity: int) -> list[list[int]]:
         else:
             bins[best].append(i)
             room[best] -= n
-    for b in bins:
-        b.sort()  # stable order inside a bin, for reproducibility
+    for members in bins:
+        members.sort()  # stable order inside a bin, for reproducibility
     return bins
 
 

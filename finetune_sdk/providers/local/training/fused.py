@@ -37,16 +37,17 @@ def _fused_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> tor
              and len(self.active_adapters) == 1)
     if plain:
         name = self.active_adapters[0]
-        lora_a = self.lora_A[name] if name in self.lora_A else None  # noqa: SIM401 - ModuleDict has no get()
-        lora_b = self.lora_B[name] if name in self.lora_B else None  # noqa: SIM401
+        lora_a = self.lora_A[name] if name in self.lora_A else None
+        lora_b = self.lora_B[name] if name in self.lora_B else None
         base = self.base_layer
         plain = (lora_a is not None and lora_b is not None and name not in self.lora_variant
                  and type(base) is nn.Linear and lora_b.bias is None)
     if plain:
         autocast = torch.is_autocast_enabled(x.device.type)
-        plain = autocast or x.dtype == lora_a.weight.dtype == base.weight.dtype
+        plain = autocast or x.dtype == lora_a.weight.dtype == base.weight.dtype  # type: ignore[union-attr]
     if not plain:
         return self._peft_forward(x, *args, **kwargs)
+    assert lora_a is not None and lora_b is not None  # plain implies both
     result = F.linear(x, base.weight, base.bias)
     low = lora_a(self.lora_dropout[name](x))
     out = result.shape[-1]
@@ -68,8 +69,9 @@ def fuse_lora(model: nn.Module) -> int:
     count = 0
     for module in model.modules():
         if type(module) is LoraLinear and not hasattr(module, "_peft_forward"):
-            module._peft_forward = module.forward
-            module.forward = types.MethodType(_fused_forward, module)
+            layer: Any = module  # forward is replaced on purpose
+            layer._peft_forward = layer.forward
+            layer.forward = types.MethodType(_fused_forward, layer)
             count += 1
     return count
 
@@ -112,6 +114,7 @@ def fuse_rms_norm(model: nn.Module) -> int:
     """
     count = 0
     checked: dict[type, bool] = {}
+    module: Any
     for module in model.modules():
         name = type(module).__name__
         weight = getattr(module, "weight", None)
@@ -129,7 +132,7 @@ def fuse_rms_norm(model: nn.Module) -> int:
 
 
 def _agrees(module: nn.Module, eps: float) -> bool:
-    weight = module.weight  # type: ignore[union-attr]
+    weight: Any = module.weight
     try:
         with torch.no_grad():
             probe = torch.randn(2, 3, weight.shape[0], generator=torch.Generator().manual_seed(0))
@@ -137,5 +140,5 @@ def _agrees(module: nn.Module, eps: float) -> bool:
             theirs = module(probe)
             ours = _RMSNorm.apply(probe, weight, eps)
         return theirs.dtype == ours.dtype and torch.allclose(theirs.float(), ours.float(), rtol=2e-2, atol=2e-2)
-    except Exception:  # noqa: BLE001 - a norm we cannot probe keeps its own forward
+    except Exception:
         return False

@@ -7,8 +7,8 @@ weights, tokenizer, chat template) that the local backend accepts like any other
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 __all__ = ["make_tiny_model", "CHATML_TEMPLATE"]
 

@@ -53,6 +53,7 @@ class JobRunner:
 
         if not self.dist.main:
             return
+        payload: dict[str, Any]
         if status is not None:
             kind, payload = "status", {"status": status}
         elif checkpoint is not None:
@@ -160,7 +161,7 @@ class JobRunner:
                     self.event("Fine-tuning job started", status="running")
                 trainer, tokenizer = self._build(cfg, record, device)
                 if resuming:
-                    trainer.load_checkpoint(Path(record.resume_from), self._load_weights(trainer.model, cfg))
+                    trainer.load_checkpoint(Path(str(record.resume_from)), self._load_weights(trainer.model, cfg))
                     self.event(f"Resumed from checkpoint at step {trainer.step}", status="running")
                 self._loop(trainer, cfg)
                 trainer.save_checkpoint({})  # every rank: it is a collective
@@ -225,7 +226,7 @@ class JobRunner:
 
         from ....data.records import detect_format
         from .. import models
-        from .batching import ChatRenderer, UnsupportedContent, tokenize_example
+        from .batching import ChatRenderer, PreferencePair, UnsupportedContent, tokenize_example
         from .trainer import Trainer
 
         torch.manual_seed(cfg.seed)
@@ -253,7 +254,7 @@ class JobRunner:
                         item = tokenize_example(renderer, example, detect_format(example) or "chat")
                     except UnsupportedContent as exc:
                         raise UnsupportedContent(f"{name} line {lineno}: {exc}") from None
-                    seqs = [item.chosen, item.rejected] if hasattr(item, "chosen") else [item]
+                    seqs = [item.chosen, item.rejected] if isinstance(item, PreferencePair) else [item]
                     truncated += any(s.truncated for s in seqs)
                     if any(sum(1 for x in s.labels[1:] if x != -100) == 0 for s in seqs):
                         dropped += 1
@@ -296,7 +297,7 @@ class JobRunner:
         if cfg.attn_implementation == "auto":
             if device.type == "cuda":
                 try:
-                    import flash_attn  # noqa: F401
+                    import flash_attn  # type: ignore[import-not-found]  # noqa: F401
 
                     return "flash_attention_2", "none"
                 except ImportError:
@@ -343,9 +344,9 @@ class JobRunner:
         if cfg.lora:
             from peft import LoraConfig, get_peft_model
 
-            model = get_peft_model(model, LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha,
-                                                     lora_dropout=cfg.lora_dropout, target_modules=cfg.target_modules,
-                                                     task_type="CAUSAL_LM"))
+            lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                              target_modules=cfg.target_modules, task_type="CAUSAL_LM")
+            model = get_peft_model(model, lora)  # type: ignore[assignment]
             from .fused import fuse_lora
 
             fuse_lora(model)

@@ -14,9 +14,10 @@ import math
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -84,7 +85,7 @@ def cpu_has_fast_bf16() -> bool:
     probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
     try:
         return any(bool(getattr(torch.cpu, name)()) for name in probes if hasattr(torch.cpu, name))
-    except Exception:  # noqa: BLE001 - a probe that fails means "not known to be fast"
+    except Exception:
         return False
 
 
@@ -358,7 +359,7 @@ class Trainer:
             denominator = float(len(items))
             stats = self._dpo_pass(items, train=True, denominator=denominator)  # type: ignore[arg-type]
         else:
-            denominator = float(sum(self._n_targets(s) for s in items)) or 1.0  # type: ignore[arg-type]
+            denominator = float(sum(self._n_targets(s) for s in items)) or 1.0  # type: ignore[arg-type,misc]
             stats = self._sft_pass(items, train=True, denominator=denominator)  # type: ignore[arg-type]
         self._reduce_grads()
         totals = self.dist.all_reduce(torch.tensor([stats.loss_sum, stats.correct, stats.targets, stats.tokens,
