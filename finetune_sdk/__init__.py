@@ -7,40 +7,13 @@ from ._datasets import estimate, validate
 from .client import FineTuneClient
 from .config import Profile, ProviderSettings, finetune_home, load_profile
 from .data import convert, split
-from .errors import (
-                     AuthenticationError,
-                     BadRequestError,
-                     ConfigurationError,
-                     ConflictError,
-                     DatasetError,
-                     FineTuneError,
-                     IdempotencyError,
-                     JobFailedError,
-                     NotFoundError,
-                     PermissionDeniedError,
-                     ProviderConnectionError,
-                     ProviderError,
-                     RateLimitError,
-                     ServerError,
-                     UnsupportedOperation,
-                     WaitTimeout,
-)
+from .errors import (AuthenticationError, BadRequestError, ConfigurationError, ConflictError, DatasetError,
+                     FineTuneError, IdempotencyError, JobFailedError, NotFoundError, PermissionDeniedError,
+                     ProviderConnectionError, ProviderError, RateLimitError, ServerError, UnsupportedOperation,
+                     WaitTimeout)
 from .providers import Capability, Provider, available_providers, get_provider_class, register_provider
-from .types import (
-                     ChatResponse,
-                     Checkpoint,
-                     DatasetReport,
-                     Deployment,
-                     Estimate,
-                     Event,
-                     Hyperparameters,
-                     Issue,
-                     Job,
-                     JobSpec,
-                     JobStatus,
-                     MetricPoint,
-                     TokenStats,
-)
+from .types import (ChatResponse, Checkpoint, DatasetReport, Deployment, Estimate, Event, Hyperparameters, Issue, Job,
+                    JobSpec, JobStatus, MetricPoint, TokenStats)
 
 __version__ = "0.1.0"
 

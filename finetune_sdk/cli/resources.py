@@ -58,11 +58,15 @@ def _print_table(table: Table, empty: str, rows: int) -> None:
         Console(highlight=False, width=max(out.width, width)).print(table)
 
 
-def _deleted(what: str, ident: str, provider: str, as_json: bool) -> None:
+def _delete(what: str, ident: str, profile: str | None, provider: str | None, config: Path | None,
+            as_json: bool) -> None:
+    """Delete one deployment, model or file; a provider's error propagates to main() (exit 1)."""
+    client = _client(profile, provider, config)
+    {"deployment": client.deployments.delete, "model": client.models.delete, "file": client.files.delete}[what](ident)
     if as_json:
         print(json.dumps({"deleted": True, "id": ident}))
     else:
-        out.print(f"deleted {what} {ident} on {provider}", markup=False)
+        out.print(f"deleted {what} {ident} on {client.provider.name}", markup=False)
 
 
 @deployments_app.command("list")
@@ -85,9 +89,7 @@ def deployments_delete(name: str = typer.Argument(..., help="The deployment's na
                        profile: str | None = ProfileOpt, provider: str | None = ProviderOpt,
                        config: Path | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Delete a deployment (local: the background server stops with the last one)."""
-    client = _client(profile, provider, config)
-    client.deployments.delete(name)
-    _deleted("deployment", name, client.provider.name, as_json)
+    _delete("deployment", name, profile, provider, config, as_json)
 
 
 @models_app.command("list")
@@ -110,9 +112,7 @@ def models_delete(model: str = typer.Argument(..., help="The fine-tuned model's 
                   profile: str | None = ProfileOpt, provider: str | None = ProviderOpt,
                   config: Path | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Delete a fine-tuned model (OpenAI; base models cannot be deleted)."""
-    client = _client(profile, provider, config)
-    client.models.delete(model)
-    _deleted("model", model, client.provider.name, as_json)
+    _delete("model", model, profile, provider, config, as_json)
 
 
 @files_app.command("list")
@@ -151,6 +151,4 @@ def files_delete(file_id: str = typer.Argument(..., help="The file's id."),
                  profile: str | None = ProfileOpt, provider: str | None = ProviderOpt,
                  config: Path | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Delete an uploaded file."""
-    client = _client(profile, provider, config)
-    client.files.delete(file_id)
-    _deleted("file", file_id, client.provider.name, as_json)
+    _delete("file", file_id, profile, provider, config, as_json)

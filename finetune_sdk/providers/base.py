@@ -25,20 +25,8 @@ from .._secrets import get_logger
 from ..config import ProviderSettings
 from ..errors import ConfigurationError, UnsupportedOperation
 from ..retry import RetryPolicy
-from ..types import (
-    ChatDelta,
-    ChatResponse,
-    Checkpoint,
-    Deployment,
-    DeploySpec,
-    Event,
-    File,
-    Job,
-    JobSpec,
-    JobStatus,
-    MetricPoint,
-    ModelInfo,
-)
+from ..types import (ChatDelta, ChatResponse, Checkpoint, Deployment, DeploySpec, Event, File, Job, JobSpec, JobStatus,
+                     MetricPoint, ModelInfo)
 
 __all__ = ["Capability", "Provider", "ENTRY_POINT_GROUP", "register_provider", "unregister_provider",
            "available_providers", "get_provider_class", "resolve_tokenizer"]

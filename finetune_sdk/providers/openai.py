@@ -21,22 +21,8 @@ from .._secrets import get_logger
 from ..config import ProviderSettings, setting
 from ..errors import ProviderError, UnsupportedOperation
 from ..metrics import merge_points, parse_results_csv, point_from_dict, points_from_events
-from ..types import (
-    ChatDelta,
-    ChatResponse,
-    Checkpoint,
-    Deployment,
-    DeploySpec,
-    Event,
-    File,
-    Job,
-    JobError,
-    JobSpec,
-    JobStatus,
-    MetricPoint,
-    ModelInfo,
-    from_timestamp,
-)
+from ..types import (ChatDelta, ChatResponse, Checkpoint, Deployment, DeploySpec, Event, File, Job, JobError, JobSpec,
+                     JobStatus, MetricPoint, ModelInfo, from_timestamp)
 from .base import Capability
 from .http import HTTPProvider, HTTPSettings
 

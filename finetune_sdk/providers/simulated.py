@@ -31,24 +31,8 @@ from ..config import ProviderSettings, setting
 from ..data import catalog
 from ..data.validate import validate
 from ..errors import BadRequestError, NotFoundError, PermissionDeniedError
-from ..types import (
-    ChatDelta,
-    ChatResponse,
-    Checkpoint,
-    Deployment,
-    DeploySpec,
-    Event,
-    EventKind,
-    File,
-    Job,
-    JobError,
-    JobSpec,
-    JobStatus,
-    MetricPoint,
-    ModelInfo,
-    Usage,
-    from_timestamp,
-)
+from ..types import (ChatDelta, ChatResponse, Checkpoint, Deployment, DeploySpec, Event, EventKind, File, Job, JobError,
+                     JobSpec, JobStatus, MetricPoint, ModelInfo, Usage, from_timestamp)
 from .base import Capability, Provider
 
 __all__ = ["SimClock", "SimTimings", "SimulatedSettings", "SimulatedProvider", "FINE_TUNABLE"]

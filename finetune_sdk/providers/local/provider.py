@@ -22,21 +22,8 @@ from typing import Any, ClassVar
 from ...config import ProviderSettings, finetune_home, setting
 from ...errors import BadRequestError, DatasetError, NotFoundError
 from ...metrics import points_from_events
-from ...types import (
-    ChatDelta,
-    ChatResponse,
-    Checkpoint,
-    Deployment,
-    DeploySpec,
-    Event,
-    File,
-    Job,
-    JobSpec,
-    JobStatus,
-    MetricPoint,
-    ModelInfo,
-    from_timestamp,
-)
+from ...types import (ChatDelta, ChatResponse, Checkpoint, Deployment, DeploySpec, Event, File, Job, JobSpec, JobStatus,
+                      MetricPoint, ModelInfo, from_timestamp)
 from ..base import Capability, Provider
 from ..http import Transport
 from .jobs.hparams import train_config
