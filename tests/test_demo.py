@@ -36,7 +36,7 @@ def test_demo_quick(tmp_path: Path) -> None:
         left = subprocess.run([sys.executable, "-m", "finetune_sdk", "deployments", "list", "--provider", "local",
                                "--json"], capture_output=True, text=True, env=env, timeout=120)
         assert left.returncode == 0 and left.stdout.strip() == "[]", left.stdout + left.stderr
-        from finetune_sdk.providers.local.serving import running_server
+        from finetune_sdk.providers.local.serving.background import running_server
 
         assert running_server(tmp_path / "home") is None, "the hint says it stops the background server"
     finally:

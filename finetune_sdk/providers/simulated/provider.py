@@ -7,9 +7,10 @@ a :class:`SimClock`: real time scaled by ``speed``, plus whatever a test adds wi
 ``advance()``. State is computed lazily from the clock on every call, so there are no
 background threads and runs are reproducible.
 
-Behind :mod:`finetune_sdk.server` it is the emulator of the OpenAI (``flavor="openai"``)
-and Azure OpenAI (``flavor="azure"``) fine-tuning services that the test suite talks to
-with the official ``openai`` client.
+Behind :mod:`finetune_sdk.server` it is the emulator of the fine-tuning services that the
+test suite talks to with their official clients. What a service says — ids, raw
+statuses, event texts, error codes — is its :class:`~.flavors.Flavor`; the lifecycle,
+the same for every flavor, moves a job through the phases of :data:`~.flavors.PHASES`.
 """
 
 from __future__ import annotations
@@ -21,89 +22,32 @@ import random
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from ..config import ProviderSettings, setting
-from ..data import catalog
-from ..data.validate import validate
-from ..errors import BadRequestError, NotFoundError, PermissionDeniedError
-from ..types import (ChatDelta, ChatResponse, Checkpoint, Deployment, DeploySpec, Event, EventKind, File, Job, JobError,
-                     JobSpec, JobStatus, MetricPoint, ModelInfo, Usage, from_timestamp)
-from .base import Capability, Provider
+from ...config import ProviderSettings, setting
+from ...data import catalog
+from ...data.validate import validate
+from ...errors import BadRequestError, NotFoundError, PermissionDeniedError
+from ...types import (ChatDelta, ChatResponse, Checkpoint, Deployment, DeploySpec, Event, EventKind, File, Job,
+                      JobError, JobSpec, JobStatus, MetricPoint, ModelInfo, Usage, from_timestamp)
+from ..base import Capability, Provider
+from .clock import SimClock, SimTimings
+from .flavors import FLAVORS, PHASES, Flavor
 
-__all__ = ["SimClock", "SimTimings", "SimulatedSettings", "SimulatedProvider", "FINE_TUNABLE"]
+__all__ = ["SimulatedSettings", "SimulatedProvider"]
 
-#: Base snapshots each flavor can fine-tune, and the methods each supports.
-FINE_TUNABLE: dict[str, tuple[str, ...]] = {
-    "openai": ("gpt-4o-mini-2024-07-18", "gpt-4o-2024-08-06", "gpt-4.1-2025-04-14", "gpt-4.1-mini-2025-04-14",
-               "gpt-4.1-nano-2025-04-14", "gpt-3.5-turbo-0125", "gpt-3.5-turbo-1106", "o4-mini-2025-04-16",
-               "babbage-002", "davinci-002"),
-    "azure": ("gpt-4o-mini-2024-07-18", "gpt-4o-2024-08-06", "gpt-4.1-2025-04-14", "gpt-4.1-mini-2025-04-14",
-              "gpt-4.1-nano-2025-04-14", "gpt-35-turbo-0125", "gpt-35-turbo-1106", "o4-mini-2025-04-16"),
-}
+_PHASE_STATUS = {"validating": JobStatus.VALIDATING, "queued": JobStatus.QUEUED, "running": JobStatus.RUNNING,
+                 "pausing": JobStatus.RUNNING, "paused": JobStatus.PAUSED, "finalizing": JobStatus.RUNNING,
+                 "succeeded": JobStatus.SUCCEEDED, "failed": JobStatus.FAILED, "cancelled": JobStatus.CANCELLED}
+
 _CREATED = 1_700_000_000  # "created" of base models
 
 
-class SimClock:
-    """Simulated time: ``start + (real seconds elapsed) * speed + advanced``.
-
-    ``speed=0`` freezes time so that only :meth:`advance` moves it.
-    """
-
-    def __init__(self, speed: float = 1.0, start: float | None = None) -> None:
-        if speed < 0:
-            raise ValueError("speed cannot be negative")
-        self._lock = threading.Lock()
-        self._speed = float(speed)
-        self._real0 = time.monotonic()
-        self._sim0 = float(start if start is not None else time.time())
-
-    def now(self) -> float:
-        with self._lock:
-            return self._sim0 + (time.monotonic() - self._real0) * self._speed
-
-    def advance(self, seconds: float) -> float:
-        """Move simulated time forward; returns the new time."""
-        if seconds < 0:
-            raise ValueError("time only moves forward")
-        with self._lock:
-            self._sim0 += seconds
-        return self.now()
-
-    @property
-    def speed(self) -> float:
-        return self._speed
-
-    @speed.setter
-    def speed(self, value: float) -> None:
-        if value < 0:
-            raise ValueError("speed cannot be negative")
-        now = self.now()
-        with self._lock:
-            self._sim0, self._real0, self._speed = now, time.monotonic(), float(value)
-
-
-@dataclass
-class SimTimings:
-    """Simulated seconds each phase takes."""
-
-    file_processing: float = 2.0
-    validation: float = 5.0
-    queue: float = 10.0
-    step: float = 2.0
-    finalize: float = 5.0
-    pausing: float = 3.0
-    deploy_accepted: float = 2.0
-    deploy_creating: float = 10.0
-    deploy_warmup: float = 30.0
-
-
 class SimulatedSettings(ProviderSettings):
-    flavor: Literal["openai", "azure"] = setting("openai", description="Which service to imitate.")
+    flavor: str = setting("openai", description="Which service to imitate (a name in flavors.FLAVORS).")
     organization: str = setting("org-emulator", description="organization_id of jobs (OpenAI flavor).")
     speed: float = setting(1.0, description="Simulated seconds per real second (0 freezes time).")
     seed: int = setting(0, description="Seeds ids and metrics, for reproducible runs.")
@@ -135,7 +79,7 @@ class _JobRec:
     seed: int
     validated_at: float
     started_at: float
-    raw: str = "validating_files"
+    phase: str = "validating"
     validated: bool = False
     steps_done: int = 0
     paused_at: float | None = None
@@ -176,18 +120,19 @@ class SimulatedProvider(Provider[SimulatedSettings]):
     name = "simulated"
     hosted = True
     capabilities = frozenset(Capability)
-    # The raw statuses of both flavors: what OpenAI and Azure OpenAI answer.
+    # The raw words of every flavor, each meaning what a client of that service takes it for (a
+    # word two phases share means the later one: Azure's "pending" is queued).
     statuses: ClassVar[Mapping[str, JobStatus]] = {
-        "validating_files": JobStatus.VALIDATING, "pending": JobStatus.QUEUED, "queued": JobStatus.QUEUED,
-        "running": JobStatus.RUNNING, "pausing": JobStatus.RUNNING, "paused": JobStatus.PAUSED,
-        "succeeded": JobStatus.SUCCEEDED, "failed": JobStatus.FAILED, "cancelled": JobStatus.CANCELLED}
+        flavor.raw[phase].lower(): _PHASE_STATUS[phase] for flavor in FLAVORS.values() for phase in PHASES}
     Settings = SimulatedSettings
 
     def __init__(self, settings: SimulatedSettings | None = None, *, clock: SimClock | None = None,
                  timings: SimTimings | None = None, **_: Any) -> None:
         super().__init__(settings)
         s = self.settings
-        self.flavor = s.flavor
+        if s.flavor not in FLAVORS:
+            raise ValueError(f"unknown flavor {s.flavor!r}; known: {', '.join(sorted(FLAVORS))}")
+        self.flavor: Flavor = FLAVORS[s.flavor]
         self.clock = clock or SimClock(s.speed)
         self.timings = timings or SimTimings()
         self._rng = random.Random(s.seed)
@@ -205,19 +150,13 @@ class SimulatedProvider(Provider[SimulatedSettings]):
         if self._own_dir:
             shutil.rmtree(self._dir, ignore_errors=True)
 
-    # ------------------------------------------------------------------ ids and names
-    def _id(self, prefix: str, hex_len: int | None = None, alnum_len: int = 24) -> str:
-        if hex_len:
-            return prefix + "".join(self._rng.choice("0123456789abcdef") for _ in range(hex_len))
-        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-        return prefix + "".join(self._rng.choice(alphabet) for _ in range(alnum_len))
-
+    # ------------------------------------------------------------------ names
     def _ft_name(self, rec: _JobRec) -> str:
-        if self.flavor == "azure":
-            return f"{catalog.base_model_of(rec.spec.model)}.ft-{rec.id.removeprefix('ftjob-')[-32:]}"
-        short = rec.id.removeprefix("ftjob-")[-8:]
-        org = self.settings.organization
-        return f"ft:{catalog.base_model_of(rec.spec.model)}:{org}:{rec.spec.suffix or ''}:{short}"
+        f = self.flavor
+        return f.ft_name(f.base_model_of(rec.spec.model), rec.spec.suffix, rec.id, self.settings.organization)
+
+    def raw_status(self, rec: _JobRec) -> str:
+        return self.flavor.raw[rec.phase]
 
     # ------------------------------------------------------------------ test controls
     def fail_job(self, job_id: str, *, at_step: int | None = None, message: str | None = None) -> Job:
@@ -228,16 +167,12 @@ class SimulatedProvider(Provider[SimulatedSettings]):
             if message:
                 rec.fail_message = message
             if at_step is None:
-                if not self.job_status(rec.raw).is_terminal:
-                    self._fail(rec, self.clock.now(), self._internal_code, rec.fail_message)
+                if not _PHASE_STATUS[rec.phase].is_terminal:
+                    self._fail(rec, self.clock.now(), self.flavor.codes["internal"], rec.fail_message)
             else:
                 rec.fail_at_step = at_step
                 self._advance(rec)
             return self._to_job(rec)
-
-    @property
-    def _internal_code(self) -> str:
-        return "internal_error" if self.flavor == "openai" else "internalFailure"
 
     def plan_next_job(self, *, at_step: int | None = 1,
                       message: str = "The job failed due to an internal error.") -> None:
@@ -249,7 +184,7 @@ class SimulatedProvider(Provider[SimulatedSettings]):
     def upload(self, path: Path, *, purpose: str = "fine-tune") -> File:
         path = Path(path)
         with self._lock:
-            fid = self._id("file-", hex_len=32) if self.flavor == "azure" else self._id("file-", alnum_len=22)
+            fid = self.flavor.file_id(self._rng)
             now = self.clock.now()
             dest = self._dir / fid
         shutil.copyfile(path, dest)
@@ -274,7 +209,7 @@ class SimulatedProvider(Provider[SimulatedSettings]):
         rec = self._files.get(file_id)
         if rec is None:
             raise NotFoundError(f"No such File object: {file_id}", provider=self.name, status_code=404,
-                                code="file_not_found" if self.flavor == "openai" else "notFound", param="file_id")
+                                code=self.flavor.codes["file_not_found"], param="file_id")
         return rec
 
     def _to_file(self, rec: _FileRec) -> File:
@@ -305,7 +240,7 @@ class SimulatedProvider(Provider[SimulatedSettings]):
         return rec.path.read_bytes()
 
     def _store_bytes(self, filename: str, data: bytes, purpose: str) -> str:
-        fid = self._id("file-", hex_len=32) if self.flavor == "azure" else self._id("file-", alnum_len=22)
+        fid = self.flavor.file_id(self._rng)
         dest = self._dir / fid
         dest.write_bytes(data)
         now = self.clock.now()
@@ -315,17 +250,16 @@ class SimulatedProvider(Provider[SimulatedSettings]):
     # ------------------------------------------------------------------ jobs
     def create_job(self, spec: JobSpec) -> Job:
         with self._lock:
-            base = catalog.base_model_of(spec.model)
-            ft_parent = spec.model.startswith("ft:") or ".ft-" in spec.model
-            if ft_parent and not any(r.fine_tuned_model == spec.model for r in self._jobs.values()):
+            flavor = self.flavor
+            base = flavor.base_model_of(spec.model)
+            if flavor.is_fine_tune(spec.model) and not any(r.fine_tuned_model == spec.model
+                                                           for r in self._jobs.values()):
                 raise BadRequestError(f"Model {spec.model} is not available for fine-tuning or does not exist.",
-                                      provider=self.name, status_code=400, code="model_not_available", param="model")
-            if base not in FINE_TUNABLE[self.flavor]:
-                msg = ("The specified base model does not support fine-tuning." if self.flavor == "azure"
-                       else f"Model {spec.model} is not available for fine-tuning or does not exist.")
-                raise BadRequestError(msg, provider=self.name, status_code=400,
-                                      code="invalidPayload" if self.flavor == "azure" else "model_not_available",
+                                      provider=self.name, status_code=400, code=flavor.codes["model_not_available"],
                                       param="model")
+            if base not in flavor.fine_tunable:
+                raise BadRequestError(flavor.model_error.format(model=spec.model), provider=self.name,
+                                      status_code=400, code=flavor.codes["model_not_available"], param="model")
             facts = catalog.lookup(base)
             if facts is not None and spec.method not in facts.methods:
                 raise BadRequestError(f"Model {spec.model} does not support the {spec.method} method.",
@@ -333,7 +267,7 @@ class SimulatedProvider(Provider[SimulatedSettings]):
             training = self._file(spec.training_file)
             validation = self._file(spec.validation_file) if spec.validation_file else None
             now = self.clock.now()
-            job_id = self._id("ftjob-", hex_len=32) if self.flavor == "azure" else self._id("ftjob-")
+            job_id = flavor.job_id(self._rng)
         # Files are checked for the job's model and method too: a chat file is no DPO data, a
         # preference file no supervised data (the upload-time check only knew the format).
         # The validation file is judged as one here (the 10-example minimum is for training data).
@@ -348,7 +282,7 @@ class SimulatedProvider(Provider[SimulatedSettings]):
         examples = max(1, report.examples)
         tokens = report.estimate.tokens_per_epoch if report.estimate else 0
         hp = spec.hyperparameters
-        from ..data.estimate import auto_epochs
+        from ...data.estimate import auto_epochs
 
         epochs = hp.n_epochs if isinstance(hp.n_epochs, int) else auto_epochs(examples)
         batch = hp.batch_size if isinstance(hp.batch_size, int) else max(1, min(256, examples // 50 or 1))
@@ -359,15 +293,10 @@ class SimulatedProvider(Provider[SimulatedSettings]):
             seed = spec.seed if spec.seed is not None else self._rng.randrange(2**31)
             rec = _JobRec(spec=spec, id=job_id, created=now, examples=examples, tokens_per_epoch=tokens,
                           epochs=epochs, batch_size=batch, lrm=float(lrm), seed=seed, validated_at=validated,
-                          started_at=validated + self.timings.queue,
-                          raw="pending" if self.flavor == "azure" else "validating_files",
-                          file_problems=file_problems)
+                          started_at=validated + self.timings.queue, file_problems=file_problems)
             if self._next_outcomes:
                 rec.fail_at_step, rec.fail_message = self._next_outcomes.pop(0)
-            if self.flavor == "azure":
-                self._event(rec, now, "Job enqueued. Waiting for jobs ahead to complete.")
-            else:
-                self._event(rec, now, f"Validating training file: {spec.training_file}")
+            self._event(rec, now, flavor.message("created", file=spec.training_file))
             self._jobs[job_id] = rec
             return self._to_job(rec)
 
@@ -375,8 +304,7 @@ class SimulatedProvider(Provider[SimulatedSettings]):
         rec = self._jobs.get(job_id)
         if rec is None:
             raise NotFoundError(f"Could not find fine-tune: {job_id}", provider=self.name, status_code=404,
-                                code="fine_tune_not_found" if self.flavor == "openai" else "notFound",
-                                param="fine_tuning_job_id")
+                                code=self.flavor.codes["job_not_found"], param="fine_tuning_job_id")
         return rec
 
     def get_job(self, job_id: str) -> Job:
@@ -402,33 +330,32 @@ class SimulatedProvider(Provider[SimulatedSettings]):
         with self._lock:
             rec = self._job(job_id)
             self._advance(rec)
-            if self.job_status(rec.raw).is_terminal:
-                raise BadRequestError(f"Job {job_id} has already {rec.raw}; it cannot be cancelled.",
-                                      provider=self.name, status_code=400,
-                                      code="unexpectedEntityState" if self.flavor == "azure" else "invalid_state")
+            if _PHASE_STATUS[rec.phase].is_terminal:
+                raise BadRequestError(f"Job {job_id} has already {self.raw_status(rec)}; it cannot be cancelled.",
+                                      provider=self.name, status_code=400, code=self.flavor.codes["invalid_state"])
             now = self.clock.now()
-            rec.raw, rec.finished_at = "cancelled", now
-            self._event(rec, now, "Job cancelled." if self.flavor == "azure" else "Fine-tuning job cancelled",
-                        status=JobStatus.CANCELLED)
+            rec.phase, rec.finished_at = "cancelled", now
+            self._event(rec, now, self.flavor.message("cancelled"), status=JobStatus.CANCELLED)
             return self._to_job(rec)
 
     def pause_job(self, job_id: str) -> Job:
         with self._lock:
             rec = self._job(job_id)
             self._advance(rec)
-            if rec.raw != "running" or (self.flavor == "azure" and rec.steps_done < 1):
+            flavor = self.flavor
+            if rec.phase != "running" or (flavor.pause_needs_a_step and rec.steps_done < 1):
                 raise BadRequestError(
-                    f"Job {job_id} is {rec.raw}; only running jobs"
-                    + (" that have trained for at least one step" if self.flavor == "azure" else "")
-                    + " can be paused.", provider=self.name, status_code=400,
-                    code="unexpectedEntityState" if self.flavor == "azure" else "invalid_state")
+                    f"Job {job_id} is {self.raw_status(rec)}; only running jobs"
+                    + (" that have trained for at least one step" if flavor.pause_needs_a_step else "")
+                    + " can be paused.", provider=self.name, status_code=400, code=flavor.codes["invalid_state"])
             now = self.clock.now()
             rec.paused_at = now
-            rec.raw = "pausing" if self.flavor == "azure" else "paused"
-            if self.flavor == "azure":
-                self._event(rec, now, "Job pausing.")
+            if flavor.gradual_pause:
+                rec.phase = "pausing"
+                self._event(rec, now, flavor.message("pausing"))
             else:
-                self._event(rec, now, "Fine-tuning job paused", status=JobStatus.PAUSED)
+                rec.phase = "paused"
+                self._event(rec, now, flavor.message("pausing"), status=JobStatus.PAUSED)
             return self._to_job(rec)
 
     def resume_job(self, job_id: str) -> Job:
@@ -436,15 +363,13 @@ class SimulatedProvider(Provider[SimulatedSettings]):
             rec = self._job(job_id)
             self._advance(rec)
             if rec.paused_at is None:
-                raise BadRequestError(f"Job {job_id} is {rec.raw}; only paused jobs can be resumed.",
-                                      provider=self.name, status_code=400,
-                                      code="unexpectedEntityState" if self.flavor == "azure" else "invalid_state")
+                raise BadRequestError(f"Job {job_id} is {self.raw_status(rec)}; only paused jobs can be resumed.",
+                                      provider=self.name, status_code=400, code=self.flavor.codes["invalid_state"])
             now = self.clock.now()
             rec.paused_total += now - rec.paused_at
             rec.paused_at = None
-            rec.raw = "running"
-            self._event(rec, now, "Job resumed." if self.flavor == "azure" else "Fine-tuning job resumed",
-                        status=JobStatus.RUNNING)
+            rec.phase = "running"
+            self._event(rec, now, self.flavor.message("resumed"), status=JobStatus.RUNNING)
             return self._to_job(rec)
 
     def list_events(self, job_id: str, *, after: str | None = None) -> list[Event]:
@@ -473,22 +398,26 @@ class SimulatedProvider(Provider[SimulatedSettings]):
     def _event(self, rec: _JobRec, at: float, message: str, *, level: str = "info",
                data: dict[str, Any] | None = None, status: JobStatus | None = None,
                checkpoint: int | None = None) -> None:
-        """One event; its kind comes from what happened, never from the message text."""
-        eid = self._id("ftevent-", hex_len=32) if self.flavor == "azure" else self._id("ftevent-")
+        """One event; its kind comes from what happened, never from the message text. A
+        moment the flavor writes nothing for (an empty message) makes no event."""
+        if not message:
+            return
+        eid = self.flavor.event_id(self._rng)
         kind: EventKind = "metrics" if data else "status" if status else "checkpoint" if checkpoint else "message"
         payload = data or ({"status": status.value} if status else {"step": checkpoint} if checkpoint else {})
         rec.events.append(Event(id=eid, created_at=from_timestamp(at), level=level, message=message,  # type: ignore[arg-type]
                                 kind=kind, data=payload))
 
     def _fail(self, rec: _JobRec, at: float, code: str, message: str, param: str | None = None) -> None:
-        rec.raw, rec.finished_at = "failed", at
+        rec.phase, rec.finished_at = "failed", at
         rec.error = JobError(code=code, message=message, param=param)
         self._event(rec, at, message, level="error", status=JobStatus.FAILED)
 
     def _advance(self, rec: _JobRec) -> None:
         """Bring a job's state up to the clock's now, emitting what happened in between."""
         now = self.clock.now()
-        if not rec.validated and now >= rec.validated_at and rec.raw in ("validating_files", "pending"):
+        flavor = self.flavor
+        if not rec.validated and now >= rec.validated_at and rec.phase == "validating":
             rec.validated = True
             for param, fid in (("training_file", rec.spec.training_file),
                                ("validation_file", rec.spec.validation_file)):
@@ -503,27 +432,23 @@ class SimulatedProvider(Provider[SimulatedSettings]):
                 else:  # the upload-time check took it for training data; trust the job-time one
                     problem = rec.file_problems.get(param)
                 if problem:
-                    self._fail(rec, rec.validated_at, f"invalid_{param}" if self.flavor == "openai"
-                               else "jsonlValidationFailed",
+                    self._fail(rec, rec.validated_at, flavor.codes[f"invalid_{param}"],
                                f"The job failed due to a file format error in the {kind} file. {problem}", param)
                     return
-            if self.flavor == "openai":
-                rec.raw = "queued"
-                self._event(rec, rec.validated_at, "Files validated, moving job to queued state",
-                            status=JobStatus.QUEUED)
-        if rec.validated and rec.raw in ("queued", "pending") and now >= rec.started_at:
-            rec.raw = "running"
-            self._event(rec, rec.started_at, "Job started." if self.flavor == "azure" else "Fine-tuning job started",
-                        status=JobStatus.RUNNING)
-        if rec.raw == "pausing" and rec.paused_at is not None and now >= rec.paused_at + self.timings.pausing:
-            rec.raw = "paused"
-            self._event(rec, rec.paused_at + self.timings.pausing, "Job paused.", status=JobStatus.PAUSED)
-        if rec.raw not in ("running", "pausing", "paused"):
+            rec.phase = "queued"
+            self._event(rec, rec.validated_at, flavor.message("validated"), status=JobStatus.QUEUED)
+        if rec.validated and rec.phase == "queued" and now >= rec.started_at:
+            rec.phase = "running"
+            self._event(rec, rec.started_at, flavor.message("started"), status=JobStatus.RUNNING)
+        if rec.phase == "pausing" and rec.paused_at is not None and now >= rec.paused_at + self.timings.pausing:
+            rec.phase = "paused"
+            self._event(rec, rec.paused_at + self.timings.pausing, flavor.message("paused"), status=JobStatus.PAUSED)
+        if rec.phase not in ("running", "pausing", "paused", "finalizing"):
             return
         origin = rec.started_at + rec.paused_total
         if rec.fail_at_step is not None and rec.steps_done >= rec.fail_at_step:
-            self._fail(rec, max(origin + rec.steps_done * self.timings.step, rec.started_at), self._internal_code,
-                       rec.fail_message)
+            self._fail(rec, max(origin + rec.steps_done * self.timings.step, rec.started_at),
+                       flavor.codes["internal"], rec.fail_message)
             return
         horizon = rec.paused_at if rec.paused_at is not None else now
         due = min(rec.total_steps, int(max(0.0, horizon - origin) // self.timings.step))
@@ -532,11 +457,14 @@ class SimulatedProvider(Provider[SimulatedSettings]):
             at = origin + step * self.timings.step
             self._step(rec, step, at)
             if rec.fail_at_step is not None and step >= rec.fail_at_step:
-                self._fail(rec, at, self._internal_code, rec.fail_message)
+                self._fail(rec, at, flavor.codes["internal"], rec.fail_message)
                 return
         done_at = origin + rec.total_steps * self.timings.step + self.timings.finalize
-        if rec.steps_done == rec.total_steps and rec.paused_at is None and now >= done_at:
-            self._succeed(rec, done_at)
+        if rec.steps_done == rec.total_steps and rec.paused_at is None:
+            if now >= done_at:
+                self._succeed(rec, done_at)
+            else:
+                rec.phase = "finalizing"  # trained; the weights are being written
 
     def _point(self, rec: _JobRec, step: int) -> MetricPoint:
         p = step / rec.total_steps
@@ -571,32 +499,21 @@ class SimulatedProvider(Provider[SimulatedSettings]):
         if step % rec.steps_per_epoch == 0:
             if rec.fine_tuned_model is None:
                 rec.fine_tuned_model = self._ft_name(rec)
-            ckpt = Checkpoint(id=self._id("ftckpt_"), step=step, created_at=from_timestamp(at),
+            ckpt = Checkpoint(id=self.flavor.checkpoint_id(self._rng), step=step, created_at=from_timestamp(at),
                               model=f"{rec.fine_tuned_model}:ckpt-step-{step}", metrics=point)
             rec.checkpoints = (rec.checkpoints + [ckpt])[-3:]
-            if self.flavor == "openai":
-                self._event(rec, at, f"Checkpoint created at step {step}", checkpoint=step)
+            self._event(rec, at, self.flavor.message("checkpoint", step=step), checkpoint=step)
 
     def _succeed(self, rec: _JobRec, at: float) -> None:
         rec.fine_tuned_model = rec.fine_tuned_model or self._ft_name(rec)
-        rec.raw, rec.finished_at = "succeeded", at
-        rec.result_file = self._store_bytes("results.csv" if self.flavor == "azure" else "step_metrics.csv",
-                                            self._results_csv(rec), "fine-tune-results")
-        if self.flavor == "azure":
-            self._event(rec, at, "Job succeeded.", status=JobStatus.SUCCEEDED)
-        else:
-            self._event(rec, at, f"New fine-tuned model created: {rec.fine_tuned_model}")
-            self._event(rec, at, "The job has successfully completed", status=JobStatus.SUCCEEDED)
+        rec.phase, rec.finished_at = "succeeded", at
+        rec.result_file = self._store_bytes(self.flavor.results_file, self._results_csv(rec), "fine-tune-results")
+        self._event(rec, at, self.flavor.message("model_created", model=rec.fine_tuned_model))
+        self._event(rec, at, self.flavor.message("succeeded"), status=JobStatus.SUCCEEDED)
 
     def _results_csv(self, rec: _JobRec) -> bytes:
-        if self.flavor == "azure":
-            cols = ["step", "train_loss", "train_mean_token_accuracy", "valid_loss", "validation_mean_token_accuracy",
-                    "full_valid_loss", "full_valid_mean_token_accuracy"]
-            attrs = ["step", "train_loss", "train_token_accuracy", "valid_loss", "valid_token_accuracy",
-                     "full_valid_loss", "full_valid_token_accuracy"]
-        else:
-            cols = ["step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy"]
-            attrs = ["step", "train_loss", "train_token_accuracy", "valid_loss", "valid_token_accuracy"]
+        cols = [column for column, _ in self.flavor.results_columns]
+        attrs = [attr for _, attr in self.flavor.results_columns]
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(cols)
@@ -605,7 +522,7 @@ class SimulatedProvider(Provider[SimulatedSettings]):
         return buf.getvalue().encode()
 
     def _to_job(self, rec: _JobRec) -> Job:
-        started = rec.raw not in ("validating_files", "queued", "pending") or rec.steps_done > 0
+        started = rec.phase not in ("validating", "queued") or rec.steps_done > 0
         hp = rec.spec.hyperparameters
         hyper: dict[str, Any] = {
             "n_epochs": rec.epochs if started else (hp.n_epochs or "auto"),
@@ -615,12 +532,13 @@ class SimulatedProvider(Provider[SimulatedSettings]):
         if rec.spec.method == "dpo":
             hyper["beta"] = hp.beta if hp.beta is not None else ("auto" if not started else 0.1)
         eta = None
-        if rec.raw == "running" and rec.paused_at is None:
+        if rec.phase in ("running", "finalizing") and rec.paused_at is None:
             eta = from_timestamp(int(rec.started_at + rec.paused_total + rec.total_steps * self.timings.step
                                      + self.timings.finalize))
-        succeeded = rec.raw == "succeeded"
+        succeeded = rec.phase == "succeeded"
+        raw = self.raw_status(rec)
         return Job(
-            id=rec.id, provider=self.name, status=self.job_status(rec.raw), raw_status=rec.raw,
+            id=rec.id, provider=self.name, status=self.job_status(raw), raw_status=raw,
             model=rec.spec.model, fine_tuned_model=rec.fine_tuned_model if succeeded else None,
             created_at=from_timestamp(int(rec.created)),
             finished_at=from_timestamp(int(rec.finished_at)) if rec.finished_at else None, estimated_finish=eta,
@@ -636,7 +554,7 @@ class SimulatedProvider(Provider[SimulatedSettings]):
         models: dict[str, _JobRec] = {}
         for rec in self._jobs.values():
             self._advance(rec)
-            if rec.raw == "succeeded" and rec.fine_tuned_model and rec.fine_tuned_model not in self._deleted_models:
+            if rec.phase == "succeeded" and rec.fine_tuned_model and rec.fine_tuned_model not in self._deleted_models:
                 models[rec.fine_tuned_model] = rec
                 for ck in rec.checkpoints:
                     if ck.model:
@@ -646,7 +564,7 @@ class SimulatedProvider(Provider[SimulatedSettings]):
     def list_models(self) -> list[ModelInfo]:
         with self._lock:
             base = [ModelInfo(id=m, created_at=from_timestamp(_CREATED), owned_by="system")
-                    for m in FINE_TUNABLE[self.flavor]]
+                    for m in self.flavor.fine_tunable]
             tuned = [ModelInfo(id=name, created_at=from_timestamp(int(rec.finished_at or rec.created)),
                                owned_by=self.settings.organization, fine_tuned=True)
                      for name, rec in self._ft_models().items() if ":ckpt-step-" not in name]
@@ -654,7 +572,7 @@ class SimulatedProvider(Provider[SimulatedSettings]):
 
     def delete_model(self, model: str) -> None:
         with self._lock:
-            if model in FINE_TUNABLE[self.flavor]:
+            if model in self.flavor.fine_tunable:
                 raise PermissionDeniedError("You have insufficient permissions for this operation: base models "
                                             "cannot be deleted.", provider=self.name, status_code=403,
                                             code="insufficient_permissions", param="model")
@@ -665,7 +583,7 @@ class SimulatedProvider(Provider[SimulatedSettings]):
 
     def _require_model(self, model: str) -> bool:
         """True for a fine-tune, False for a base model; NotFoundError otherwise."""
-        if model in FINE_TUNABLE[self.flavor]:
+        if model in self.flavor.fine_tunable:
             return False
         if model in self._ft_models():
             return True
@@ -720,7 +638,7 @@ class SimulatedProvider(Provider[SimulatedSettings]):
 
     def deploy(self, model: str, spec: DeploySpec) -> Deployment:
         with self._lock:
-            if model not in self._ft_models() and model not in FINE_TUNABLE[self.flavor]:
+            if model not in self._ft_models() and model not in self.flavor.fine_tunable:
                 raise BadRequestError(f"The model '{model}' was not found or is not a fine-tuned model of this "
                                       f"resource.", provider=self.name, status_code=400, code="DeploymentModelNotFound",
                                       param="properties.model.name")
