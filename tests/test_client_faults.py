@@ -24,42 +24,52 @@ from finetune_sdk.testing import Emulator, StaticTokenCredential, emulator
 from finetune_sdk.types import JobStatus
 
 
-def fault_rules(prefix: str) -> list[dict]:
-    jobs = f"{prefix}/fine_tuning/jobs"
+#: Per provider, the emulator routes of: creating a job, reading jobs (and their events),
+#: uploading a file, reading a file. The fault runs hit each with every fault kind.
+ROUTES: dict[str, dict[str, str]] = {
+    "openai": {"create": "POST /v1/fine_tuning/jobs", "read": "GET /v1/fine_tuning/jobs*",
+               "upload": "POST /v1/files", "file": "GET /v1/files/*"},
+    "azure": {"create": "POST /openai/fine_tuning/jobs", "read": "GET /openai/fine_tuning/jobs*",
+              "upload": "POST /openai/files", "file": "GET /openai/files/*"},
+}
+BASE_MODELS = {"openai": "gpt-4o-mini-2024-07-18", "azure": "gpt-4o-mini-2024-07-18"}
+
+
+def fault_rules(provider: str) -> list[dict]:
+    r = ROUTES[provider]
     return [
-        {"route": f"POST {jobs}", "kind": "lost", "probability": 0.15},
-        {"route": f"POST {jobs}", "kind": "429", "probability": 0.15, "retry_after": 2},
-        {"route": f"POST {jobs}", "kind": "503", "probability": 0.1},
-        {"route": f"POST {jobs}", "kind": "drop", "probability": 0.1},
-        {"route": f"GET {jobs}*", "kind": "429", "probability": 0.1, "retry_after_ms": 1500},
-        {"route": f"GET {jobs}*", "kind": "502", "probability": 0.05},
-        {"route": f"GET {jobs}*", "kind": "500", "probability": 0.05},
-        {"route": f"GET {jobs}*", "kind": "drop", "probability": 0.05},
-        {"route": f"POST {prefix}/files", "kind": "503", "probability": 0.1},
-        {"route": f"GET {prefix}/files/*", "kind": "429", "probability": 0.1, "retry_after": 1},
+        {"route": r["create"], "kind": "lost", "probability": 0.15},
+        {"route": r["create"], "kind": "429", "probability": 0.15, "retry_after": 2},
+        {"route": r["create"], "kind": "503", "probability": 0.1},
+        {"route": r["create"], "kind": "drop", "probability": 0.1},
+        {"route": r["read"], "kind": "429", "probability": 0.1, "retry_after_ms": 1500},
+        {"route": r["read"], "kind": "502", "probability": 0.05},
+        {"route": r["read"], "kind": "500", "probability": 0.05},
+        {"route": r["read"], "kind": "drop", "probability": 0.05},
+        {"route": r["upload"], "kind": "503", "probability": 0.1},
+        {"route": r["file"], "kind": "429", "probability": 0.1, "retry_after": 1},
     ]
 
 
 @pytest.fixture(scope="module")
 def emu() -> Iterator[Emulator]:
-    with emulator(speed=0) as e:
+    with emulator(speed=0, dialect=list(ROUTES)) as e:
         yield e
 
 
 def make_client(emu: Emulator, provider: str) -> FineTuneClient:
     return FineTuneClient(provider, ledger=False, credential=emu.credential(), sleep=emu.clock.advance,
                           clock=emu.clock.now, retry=RetryPolicy(attempts=10), timeout=5,
-                          max_retries=10, base_model="gpt-4o-mini-2024-07-18", **emu.client_settings(provider))
+                          max_retries=10, base_model=BASE_MODELS[provider], **emu.client_settings(provider))
 
 
 def one_run(emu: Emulator, provider: str, seed: int) -> None:
-    server = emu.openai if provider == "openai" else emu.azure
-    prefix = "/v1" if provider == "openai" else "/openai"
+    server = emu.backends[provider]
     client = make_client(emu, provider)
     try:
-        plan = emu.set_faults(FaultPlan.parse(fault_rules(prefix), seed=seed))
-        job = client.jobs.create(training_file=dataset_path("contacts", "train"), model="gpt-4o-mini-2024-07-18",
-                                 hyperparameters={"n_epochs": 1}, suffix=f"fault-{seed}")
+        plan = emu.set_faults(FaultPlan.parse(fault_rules(provider), seed=seed))
+        job = client.jobs.create(training_file=dataset_path("contacts", "train"), hyperparameters={"n_epochs": 1},
+                                 suffix=f"fault-{seed}")
         key = job.metadata[IDEMPOTENCY_KEY]
         events = list(client.jobs.follow(job.id))
         emu.set_faults(None)
@@ -75,14 +85,14 @@ def one_run(emu: Emulator, provider: str, seed: int) -> None:
         client.close()
 
 
-@pytest.mark.parametrize("provider", ["openai", "azure"])
+@pytest.mark.parametrize("provider", list(ROUTES))
 @pytest.mark.parametrize("seed", range(20))
 def test_faulty_runs(emu: Emulator, provider: str, seed: int) -> None:
     one_run(emu, provider, seed)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("provider", ["openai", "azure"])
+@pytest.mark.parametrize("provider", list(ROUTES))
 def test_200_faulty_runs(emu: Emulator, provider: str) -> None:
     for seed in range(1000, 1200):
         one_run(emu, provider, seed)

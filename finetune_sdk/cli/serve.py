@@ -15,7 +15,8 @@ from .data import _print_report
 def emulator(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
     port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port (0: any free port)."),
-    dialect: str = typer.Option("both", "--dialect", help="openai | azure | both"),
+    dialect: str = typer.Option("both", "--dialect", help="openai | azure | together | fireworks | both | all, "
+                                                           "or a comma list"),
     speed: float = typer.Option(1.0, "--speed", min=0.0, help="Simulated seconds per real second (0: frozen)."),
     faults: str | None = typer.Option(None, "--faults", help="Fault spec, e.g. 'POST /v1/fine_tuning/jobs: 429@0.3'"),
     api_key: str = typer.Option("sk-emulator-key", "--api-key", help="The key clients must send."),
@@ -24,14 +25,16 @@ def emulator(
     """Run the OpenAI / Azure OpenAI fine-tuning emulator until interrupted."""
     import time
 
-    if dialect not in ("openai", "azure", "both"):
-        fail(f"--dialect must be openai, azure or both, not {dialect!r}")
     try:
-        from ..server.emulator import Emulator
+        from ..server.emulator import Emulator, parse_dialects
     except ImportError as exc:
         fail(f"the emulator needs the serve extra: pip install 'finetune-sdk[serve]' ({exc})")
     try:
-        emu = Emulator(dialect=dialect, speed=speed, faults=faults, api_key=api_key, host=host, port=port,  # type: ignore[arg-type]
+        names = parse_dialects(dialect)
+    except ValueError as exc:
+        fail(f"--dialect: {exc}")
+    try:
+        emu = Emulator(dialect=names, speed=speed, faults=faults, api_key=api_key, host=host, port=port,
                        seed=seed).start()
     except ValueError as exc:
         fail(f"invalid --faults: {exc}")
@@ -44,6 +47,11 @@ def emulator(
         lines.append(f"  Azure:   AzureOpenAI(azure_endpoint=\"{emu.azure_endpoint}\", api_key=\"{api_key}\", "
                      f"api_version=\"2025-04-01-preview\")  # Entra token: {emu.azure_token}")
         lines.append(f"  ARM:     {emu.arm_endpoint}/subscriptions/...  (Authorization: Bearer {emu.arm_token})")
+    if emu.together is not None:
+        lines.append(f"  Together:  Together(base_url=\"{emu.together_base_url}\", api_key=\"{api_key}\")")
+    if emu.fireworks is not None:
+        lines.append(f"  Fireworks: Fireworks(base_url=\"{emu.fireworks_base_url}\", api_key=\"{api_key}\", "
+                     f"account_id=\"{emu.account_id}\")  # chat: {emu.fireworks_base_url}/inference/v1")
     lines.append(f"  control: POST {emu.base_url}/_emulator/clock {{\"advance\": 60}}; PUT /_emulator/faults")
     lines.append("\nProfiles for finetune.toml (then: finetune train FILE --profile emulator-openai):\n")
     exports: dict[str, str] = {}

@@ -8,7 +8,8 @@ included (400, never FastAPI's 422) — and bad requests never produce a 5xx.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable
+import importlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ from .faults import FaultMiddleware, FaultPlan
 from .limits import BodyLimitMiddleware
 from .validation import validation_message
 
-__all__ = ["create_app", "ServerConfig", "AZURE_API_VERSIONS"]
+__all__ = ["create_app", "ServerConfig", "AZURE_API_VERSIONS", "MODULE_DIALECTS"]
 
 _log = get_logger(__name__)
 
@@ -54,7 +55,15 @@ class ServerConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+#: Dialects mounted by a module of this package (``finetune_sdk.server.<name>``, with a
+#: ``mount(app, provider, config, auth=...)`` function), under ``/<name>``.
+MODULE_DIALECTS = ("together", "fireworks")
+
+
 def _dialect_of(path: str) -> str:
+    for name in MODULE_DIALECTS:
+        if path == f"/{name}" or path.startswith(f"/{name}/"):
+            return name
     return "azure" if path.startswith(("/openai", "/subscriptions")) else "openai"
 
 
@@ -67,13 +76,16 @@ def _same(a: str | None, b: str | None) -> bool:
     return a is not None and b is not None and hmac.compare_digest(a.encode(), b.encode())
 
 
-def create_app(*, openai: Provider | None = None, azure: Provider | None = None,
-               config: ServerConfig | None = None, routers: Iterable[Any] = ()) -> FastAPI:
+def create_app(*, openai: Provider[Any] | None = None, azure: Provider[Any] | None = None,
+               dialects: Mapping[str, Provider[Any]] | None = None, config: ServerConfig | None = None,
+               routers: Iterable[Any] = ()) -> FastAPI:
     """Build the server over the given providers.
 
     Args:
         openai: served in the OpenAI dialect under ``/v1``.
         azure: served in the Azure dialect under ``/openai`` (and ARM deployments).
+        dialects: more services by name (``together``, ``fireworks``), each served under
+            ``/<name>`` by its module in this package.
         config: authentication, limits, faults.
         routers: extra routers to include (the local inference server adds its own).
     """
@@ -138,6 +150,10 @@ def create_app(*, openai: Provider | None = None, azure: Provider | None = None,
         app.include_router(data_plane_router(b, auth=azure_auth, api_version=azure_version,
                                              pause_version=pause_version), prefix="/openai")
         app.include_router(arm_router(b, auth=arm_auth))
+    for name, provider in (dialects or {}).items():
+        if name not in MODULE_DIALECTS:
+            raise ValueError(f"unknown dialect {name!r}; known: openai, azure, {', '.join(MODULE_DIALECTS)}")
+        importlib.import_module(f"{__package__}.{name}").mount(app, provider, cfg, auth=openai_auth)
     for router in routers:
         app.include_router(router)
     if cfg.admin:

@@ -23,14 +23,20 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any, Literal
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from ..providers.simulated import SimClock, SimTimings, SimulatedProvider, SimulatedSettings
 from .app import ServerConfig, create_app
 from .faults import FaultPlan
 
-__all__ = ["Emulator", "emulator", "StaticTokenCredential", "ThreadedServer", "free_port"]
+__all__ = ["Emulator", "emulator", "StaticTokenCredential", "ThreadedServer", "free_port", "DIALECTS",
+           "parse_dialects", "DEFAULT_BASE_MODELS"]
+
+#: A base model each dialect fine-tunes, for the profiles the emulator prints.
+DEFAULT_BASE_MODELS = {"openai": "gpt-4o-mini-2024-07-18", "azure": "gpt-4o-mini-2024-07-18",
+                       "together": "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
+                       "fireworks": "accounts/fireworks/models/qwen3-8b"}
 
 
 class StaticTokenCredential:
@@ -61,9 +67,6 @@ class _QuietInjectedFaults(logging.Filter):
 
 
 logging.getLogger("uvicorn.error").addFilter(_QuietInjectedFaults())
-
-Dialects = Literal["openai", "azure", "both"]
-
 
 class ThreadedServer:
     """Any ASGI application served by uvicorn in a background thread (port 0: a free one)."""
@@ -110,31 +113,80 @@ class ThreadedServer:
         self.stop()
 
 
-class Emulator:
-    """The emulator running in a background thread on a loopback port."""
+#: Every dialect the emulator speaks, in the order it reports them.
+DIALECTS = ("openai", "azure", "together", "fireworks")
 
-    def __init__(self, *, dialect: Dialects = "both", speed: float = 60.0, api_key: str = "sk-emulator-key",
-                 azure_token: str = "emulator-entra-token", arm_token: str = "emulator-arm-token",
+
+def parse_dialects(spec: str | Iterable[str]) -> list[str]:
+    """``"both"`` (OpenAI and Azure), ``"all"``, one name, or a comma list / iterable of names."""
+    names = [n.strip() for n in (spec.split(",") if isinstance(spec, str) else spec) if n.strip()]
+    out: list[str] = []
+    for name in names:
+        expanded = {"both": ["openai", "azure"], "all": list(DIALECTS)}.get(name, [name])
+        for n in expanded:
+            if n not in DIALECTS:
+                raise ValueError(f"unknown dialect {n!r}; use {', '.join(DIALECTS)}, both or all "
+                                 f"(or a comma list)")
+            if n not in out:
+                out.append(n)
+    if not out:
+        raise ValueError("no dialect given")
+    return out
+
+
+class Emulator:
+    """The emulator running in a background thread on a loopback port.
+
+    ``dialect``: ``"both"`` (OpenAI and Azure, the default), ``"all"``, one of
+    ``openai, azure, together, fireworks``, or a comma list. Each dialect has its own
+    simulated backend (``emu.backends[name]``; ``emu.openai`` etc. for short), all on one clock.
+    """
+
+    def __init__(self, *, dialect: str | Iterable[str] = "both", speed: float = 60.0,
+                 api_key: str = "sk-emulator-key", azure_token: str = "emulator-entra-token",
+                 arm_token: str = "emulator-arm-token", account_id: str = "emulator",
                  faults: FaultPlan | str | None = None, timings: SimTimings | None = None, seed: int = 0,
                  host: str = "127.0.0.1", port: int = 0, azure_require_training_type: bool = True,
                  max_json_bytes: int = 8 * 1024 * 1024, max_upload_bytes: int = 600 * 1024 * 1024) -> None:
-        if dialect not in ("openai", "azure", "both"):
-            raise ValueError("dialect must be openai, azure or both")
+        names = parse_dialects(dialect)
         self.clock = SimClock(speed)
         self.timings = timings or SimTimings()
         self.api_key, self.azure_token, self.arm_token = api_key, azure_token, arm_token
+        self.account_id = account_id
         self.host = host
         self._port = port
-        self.openai = SimulatedProvider(SimulatedSettings(flavor="openai", seed=seed), clock=self.clock,
-                                        timings=self.timings) if dialect in ("openai", "both") else None
-        self.azure = SimulatedProvider(SimulatedSettings(flavor="azure", seed=seed + 1), clock=self.clock,
-                                       timings=self.timings) if dialect in ("azure", "both") else None
+        self.backends: dict[str, SimulatedProvider] = {
+            name: SimulatedProvider(SimulatedSettings(flavor=name, seed=seed + DIALECTS.index(name)),
+                                    clock=self.clock, timings=self.timings) for name in names}
         plan = FaultPlan.parse(faults, seed=seed) if isinstance(faults, str) else faults
         self.config = ServerConfig(api_key=api_key, azure_tokens=(azure_token,), arm_token=arm_token, faults=plan,
                                    admin=True, azure_require_training_type=azure_require_training_type,
-                                   max_json_bytes=max_json_bytes, max_upload_bytes=max_upload_bytes)
-        self.app = create_app(openai=self.openai, azure=self.azure, config=self.config)
+                                   max_json_bytes=max_json_bytes, max_upload_bytes=max_upload_bytes,
+                                   extra={"account_id": account_id})
+        self.app = create_app(openai=self.backends.get("openai"), azure=self.backends.get("azure"),
+                              dialects={n: p for n, p in self.backends.items() if n not in ("openai", "azure")},
+                              config=self.config)
         self._server: ThreadedServer | None = None
+
+    @property
+    def openai(self) -> SimulatedProvider | None:
+        return self.backends.get("openai")
+
+    @property
+    def azure(self) -> SimulatedProvider | None:
+        return self.backends.get("azure")
+
+    @property
+    def together(self) -> SimulatedProvider | None:
+        return self.backends.get("together")
+
+    @property
+    def fireworks(self) -> SimulatedProvider | None:
+        return self.backends.get("fireworks")
+
+    @property
+    def dialects(self) -> list[str]:
+        return list(self.backends)
 
     # -- lifecycle
     def start(self, timeout: float = 10.0) -> Emulator:
@@ -146,10 +198,11 @@ class Emulator:
         if self._server is not None:
             self._server.stop()
         for backend in self.app.state.backends.values():
-            backend.uploads.close()
-        for provider in (self.openai, self.azure):
-            if provider is not None:
-                provider.close()
+            uploads = getattr(backend, "uploads", None)
+            if uploads is not None:
+                uploads.close()
+        for provider in self.backends.values():
+            provider.close()
 
     def __enter__(self) -> Emulator:
         return self.start()
@@ -181,6 +234,16 @@ class Emulator:
         """Stands in for https://management.azure.com."""
         return self.base_url
 
+    @property
+    def together_base_url(self) -> str:
+        """For ``together.Together(base_url=...)``; stands in for https://api.together.xyz/v1."""
+        return f"{self.base_url}/together/v1"
+
+    @property
+    def fireworks_base_url(self) -> str:
+        """For ``fireworks.Fireworks(base_url=...)``; stands in for https://api.fireworks.ai."""
+        return f"{self.base_url}/fireworks"
+
     # -- controls
     def set_faults(self, spec: FaultPlan | str | list[dict[str, Any]] | None, *, seed: int = 0) -> FaultPlan | None:
         """Replace the fault plan (None clears it). Returns the plan, whose counters tests can read."""
@@ -204,18 +267,19 @@ class Emulator:
         if provider == "azure":
             return {"endpoint": self.azure_endpoint, "api_key": self.api_key, "subscription_id": "sub-emulator",
                     "resource_group": "rg-emulator", "account": "acct-emulator", "arm_endpoint": self.arm_endpoint}
-        raise ValueError(f"the emulator speaks openai and azure, not {provider!r}")
+        if provider == "together":
+            return {"api_key": self.api_key, "base_url": self.together_base_url}
+        if provider == "fireworks":
+            return {"api_key": self.api_key, "base_url": self.fireworks_base_url, "account_id": self.account_id}
+        raise ValueError(f"the emulator speaks {', '.join(DIALECTS)}, not {provider!r}")
 
     #: Secret settings per provider, and the environment variable each is read from.
     _SECRETS = {"openai": {"api_key": "OPENAI_API_KEY"},
-                "azure": {"api_key": "AZURE_OPENAI_API_KEY", "arm_token": "AZURE_ARM_TOKEN"}}
-
-    @property
-    def dialects(self) -> list[str]:
-        return [name for name, backend in (("openai", self.openai), ("azure", self.azure)) if backend is not None]
+                "azure": {"api_key": "AZURE_OPENAI_API_KEY", "arm_token": "AZURE_ARM_TOKEN"},
+                "together": {"api_key": "TOGETHER_API_KEY"}, "fireworks": {"api_key": "FIREWORKS_API_KEY"}}
 
     def profile(self, provider: str, *, name: str | None = None,
-                base_model: str = "gpt-4o-mini-2024-07-18") -> tuple[str, dict[str, str]]:
+                base_model: str | None = None) -> tuple[str, dict[str, str]]:
         """A ready-to-paste ``finetune.toml`` profile pointing at this emulator, and the
         environment variables that carry its secrets (never written to the file)."""
         values = {k: v for k, v in self.client_settings(provider).items() if k not in self._SECRETS[provider]}
@@ -223,7 +287,7 @@ class Emulator:
             values["api_version"] = "2025-04-01-preview"
         lines = [f"[profiles.{name or 'emulator-' + provider}]", f'provider = "{provider}"']
         lines += [f'{key} = "{value}"' for key, value in values.items()]
-        lines.append(f'base_model = "{base_model}"')
+        lines.append(f'base_model = "{base_model or DEFAULT_BASE_MODELS[provider]}"')
         secrets = {"api_key": self.api_key, "arm_token": self.arm_token}
         env = {var: secrets[key] for key, var in self._SECRETS[provider].items()}
         return "\n".join(lines) + "\n", env

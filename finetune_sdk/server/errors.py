@@ -7,11 +7,12 @@ client reads ``message`` and ``code`` from either).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import ProviderError, error_for_status
 
-__all__ = ["ApiError", "from_provider_error", "envelope", "TYPE_BY_STATUS"]
+__all__ = ["ApiError", "from_provider_error", "envelope", "ENVELOPES", "TYPE_BY_STATUS"]
 
 TYPE_BY_STATUS = {400: "invalid_request_error", 401: "invalid_request_error", 403: "invalid_request_error",
                   404: "invalid_request_error", 405: "invalid_request_error", 409: "invalid_request_error",
@@ -51,10 +52,20 @@ def from_provider_error(exc: ProviderError) -> ApiError:
     return ApiError(status, exc.detail, code=exc.code, param=exc.param, headers=headers)
 
 
-def envelope(err: ApiError, dialect: str) -> dict[str, Any]:
-    if dialect == "openai":
-        return {"error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}}
+def _openai(err: ApiError) -> dict[str, Any]:
+    return {"error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}}
+
+
+def _azure(err: ApiError) -> dict[str, Any]:
     body: dict[str, Any] = {"code": err.code or str(err.status), "message": err.message}
     if err.param:
         body["target"] = err.param
     return {"error": body}
+
+
+#: dialect -> how it wraps an error; a dialect module registers its own when it is mounted.
+ENVELOPES: dict[str, Callable[[ApiError], dict[str, Any]]] = {"openai": _openai, "azure": _azure}
+
+
+def envelope(err: ApiError, dialect: str) -> dict[str, Any]:
+    return ENVELOPES.get(dialect, _openai)(err)

@@ -116,3 +116,7 @@ AZURE = Flavor(
 
 #: Every flavor by name; the emulator's dialects add theirs here.
 FLAVORS: dict[str, Flavor] = {f.name: f for f in (OPENAI, AZURE)}
+
+# The other services' vocabularies live next to this one and add themselves to FLAVORS.
+from . import fireworks as _fireworks  # noqa: E402,F401
+from . import together as _together  # noqa: E402,F401

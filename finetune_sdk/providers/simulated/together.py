@@ -1,0 +1,1 @@
+"""Together AI's vocabulary for the simulated backend (to be written: issue 11)."""
