@@ -21,6 +21,7 @@ import pytest
 
 from finetune_sdk.data.estimate import auto_epochs
 from finetune_sdk.data.records import CODES
+from finetune_sdk.data.rules import RULES, DatasetRules
 from finetune_sdk.data.tokens import load_encoding
 from finetune_sdk.data.validate import validate
 from finetune_sdk.types import DatasetReport, Issue
@@ -159,6 +160,10 @@ def _table() -> list[Case]:
         Case("method_not_supported_by_model", [], None, "", pad="pref", kwargs={"model": "gpt-3.5-turbo-0125"}),
         Case("empty_file", [], None, "", pad=None),
         Case("too_few_examples", [chat(S, U, A)], None, "", pad=None, kwargs={"model": HOSTED_MODEL}),
+        Case("too_many_examples", [], None, "", kwargs={"rules": DatasetRules("capped", max_examples=5)},
+             message_has="at most 5"),
+        Case("format_not_supported_by_provider", [], None, "", pad="completion",
+             kwargs={"rules": RULES["fireworks"]}, message_has="Fireworks AI"),
         Case("too_many_image_examples", _many_image_examples, None, "", pad=None, kwargs={"workers": 1},
              also=frozenset({"duplicate_example"})),
         Case("duplicate_example", [chat(S, user("Padding question 0?"), asst("Padding answer 0."))], 3, "",
@@ -223,6 +228,10 @@ def _table() -> list[Case]:
              "parallel_tool_calls"),
         Case("special_token_in_content", [chat(S, user("Say <|endoftext|> now"), A)], 3, "messages[1].content",
              kwargs={"model": HOSTED_MODEL}, message_has="<|endoftext|>"),
+        Case("repeated_role", [chat(S, U, user("And Spain?"), A)], 3, "messages[2].role",
+             kwargs={"rules": RULES["together"]}, message_has="Together AI"),
+        Case("system_message_not_first", [chat(U, S, A)], 3, "messages[1]", kwargs={"rules": RULES["fireworks"]},
+             message_has="Fireworks AI"),
         Case("missing_system_message", [chat(U, A)], 3, "messages"),
         Case("missing_user_message", [chat(S, A)], 3, "messages"),
         Case("messages_after_last_assistant", [chat(S, U, A, user("Thanks!"))], 3, "messages[3]"),
@@ -322,6 +331,34 @@ def test_images_false_reports_every_line_with_an_image(tmp_path: Path) -> None:
     report = validate(write_jsonl(tmp_path / "pref.jsonl", prefs), images=False)
     found = issues_of(report, "images_not_supported_by_model")
     assert [(i.line, i.path) for i in found] == [(3, "input.messages[1].content[1]")]
+
+
+def test_a_services_rules_change_what_is_an_error(tmp_path: Path) -> None:
+    """Together rejects extra top-level keys and images by URL; OpenAI ignores the key and takes
+    the URL; the local trainer refuses any image. Each as its rules say, on the right line."""
+    S, U, A = sys_(), user(), asst()
+    by_url = {"role": "user", "content": [{"type": "text", "text": "Look"}, IMG]}
+    inline = {"role": "user", "content": [{"type": "text", "text": "Look"},
+                                          {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}
+    lines = _pad("chat", 12)
+    lines[2] = chat(S, U, A, id="row-3")
+    lines[5] = chat(S, by_url, A)
+    lines[7] = chat(S, inline, A)
+    path = write_jsonl(tmp_path / "train.jsonl", lines)
+
+    together = validate(path, rules=RULES["together"])
+    assert [(i.line, i.code) for i in together.errors] == [(3, "unknown_top_level_key"),
+                                                           (6, "invalid_image_url")]
+    assert "Together AI takes images only inline" in together.errors[1].message
+    openai = validate(path, rules=RULES["openai"])
+    assert openai.ok and [(i.line, i.code) for i in openai.warnings] == [(3, "unknown_top_level_key")]
+    local = validate(path, rules=RULES["local"])
+    assert [(i.line, i.code) for i in local.errors] == [(6, "images_not_supported_by_model"),
+                                                        (8, "images_not_supported_by_model")]
+    few = write_jsonl(tmp_path / "few.jsonl", [chat(S, U, A), chat(S, user("Why?"), asst("Because."))])
+    assert [i.code for i in validate(few, rules=RULES["fireworks"]).errors] == ["too_few_examples"]
+    assert "Fireworks AI requires at least 3" in validate(few, rules=RULES["fireworks"]).errors[0].message
+    assert validate(few, rules=RULES["together"]).ok
 
 
 # --------------------------------------------------------------------------- good files

@@ -13,11 +13,14 @@ numbers and severities. Checks never raise on any JSON value.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from .rules import DatasetRules, rules_for
 
 __all__ = ["CODES", "CodeInfo", "Context", "detect_format", "check_example", "image_parts", "severity_of"]
 
@@ -53,8 +56,14 @@ CODES: dict[str, CodeInfo] = {
                                               "Pick a model that supports the method (e.g. DPO: gpt-4o, gpt-4.1 "
                                               "families), or change the method."),
     "empty_file": CodeInfo("error", "The file holds no examples.", "Add examples, one JSON object per line."),
-    "too_few_examples": CodeInfo("error", "Fewer than 10 examples.",
-                                 "Hosted providers require at least 10 examples; 50-100 are recommended."),
+    "too_few_examples": CodeInfo("error", "Fewer examples than the service requires (OpenAI and Azure: 10).",
+                                 "Add examples: OpenAI and Azure require at least 10 (50-100 are recommended), "
+                                 "Fireworks 3, Together 1."),
+    "too_many_examples": CodeInfo("error", "More examples than the service accepts in one file.",
+                                  "Split the dataset or sample it down (Fireworks: at most 3,000,000)."),
+    "format_not_supported_by_provider": CodeInfo("error", "The service does not accept this dataset format.",
+                                                 "Convert the file (finetune convert) to a format the service "
+                                                 "takes, e.g. chat."),
     "too_many_image_examples": CodeInfo("error", "More than 50,000 examples contain images.",
                                         "Split the dataset; a file may have at most 50,000 examples with images."),
     "duplicate_example": CodeInfo("warning", "The example repeats an earlier line exactly.",
@@ -126,6 +135,11 @@ CODES: dict[str, CodeInfo] = {
                                             "Use true or false."),
     "special_token_in_content": CodeInfo("error", "Text contains a reserved special token such as <|endoftext|>.",
                                          "Remove or escape it; OpenAI rejects files containing special tokens."),
+    "repeated_role": CodeInfo("error", "Two consecutive messages have the same role.",
+                              "Merge the two messages into one, or put the other role's turn between them "
+                              "(Together AI rejects repeated roles)."),
+    "system_message_not_first": CodeInfo("error", "A system message comes after other messages.",
+                                         "Put the system message first, or drop it (Fireworks AI)."),
     "missing_system_message": CodeInfo("warning", "The example has no system message.",
                                        "Optional, but a consistent system prompt usually helps."),
     "missing_user_message": CodeInfo("warning", "The example has no user message.",
@@ -155,23 +169,27 @@ CODES: dict[str, CodeInfo] = {
                                           "The model's answer to the last user message is graded."),
 }
 
-# Codes whose severity depends on the target (hosted vs local / unknown).
-_TARGET_DEPENDENT = {"too_few_examples", "special_token_in_content"}
-
-
-def severity_of(code: str, *, hosted: bool) -> str:
-    if code in _TARGET_DEPENDENT and not hosted:
-        return "warning"
+def severity_of(code: str, rules: DatasetRules) -> str:
+    """A code's severity for a target: some limits are errors only where a service enforces them."""
+    if code == "too_few_examples":
+        return "error" if rules.hosted else "warning"
+    if code == "special_token_in_content":
+        return "error" if rules.hosted and rules.reserved_tokens else "warning"
+    if code == "unknown_top_level_key":
+        return "error" if rules.strict_top_level_keys else "warning"
     return CODES[code].severity
 
 
 @dataclass
 class Context:
-    """What the checks need to know about the target."""
+    """What the checks need to know about the target: the method and the service's rules."""
 
     method: str | None = None  # "supervised" | "dpo" | "reinforcement" | None
-    hosted: bool = False
-    images: bool = True  # False: the target trains text-only models, so any image part is an error
+    rules: DatasetRules = dataclasses.field(default_factory=lambda: rules_for(None))
+
+    @property
+    def images(self) -> bool:
+        return self.rules.images
 
 
 Issues = list  # list of (code, path, message)
@@ -667,15 +685,59 @@ _CHECKERS: dict[str, Callable[[dict, Context, Issues], int]] = {
 def check_example(example: dict, fmt: str, ctx: Context, out: Issues) -> int:
     """Check one example of format ``fmt``; append issues to ``out``; return its image count."""
     images = _CHECKERS[fmt](example, ctx, out)
-    if not ctx.images:
+    _check_service_rules(example, ctx.rules, out)
+    return images
+
+
+def _check_service_rules(example: dict, rules: DatasetRules, out: Issues) -> None:
+    """What only some services reject: images at all or by URL, repeated roles, a late system message."""
+    if not rules.images or rules.image_data_urls_only:
         parts = image_parts(example)
-        if parts:
+        if parts and not rules.images:
             more = f" (the example has {len(parts)} image parts)" if len(parts) > 1 else ""
             out.append(("images_not_supported_by_model", parts[0],
-                        f"{parts[0]} is an image{more}, and the local trainer trains text-only models: it would "
+                        f"{parts[0]} is an image{more}, and {rules.label} trains text-only models: it would "
                         f"have to drop the image. Remove the image parts (or the example), or fine-tune a "
                         f"vision model on a hosted provider (e.g. OpenAI's gpt-4o)."))
-    return images
+        elif parts:
+            for path in parts:
+                url = _image_url(example, path)
+                if isinstance(url, str) and not url.startswith("data:"):
+                    out.append(("invalid_image_url", path + ".image_url.url",
+                                f"{path} is an image by URL; {rules.label} takes images only inline, as "
+                                f"data:image/jpeg|png|webp;base64,... URLs."))
+    if not (rules.alternating_roles or rules.system_first):
+        return
+    for keys in _MESSAGE_LISTS[:2]:  # the conversation: chat messages, or a preference input
+        messages: Any = example
+        for key in keys:
+            messages = messages.get(key) if isinstance(messages, dict) else None
+        if not isinstance(messages, list):
+            continue
+        path = ".".join(keys)
+        roles = [m.get("role") if isinstance(m, dict) else None for m in messages]
+        for i, role in enumerate(roles):
+            if rules.alternating_roles and i and role is not None and role == roles[i - 1]:
+                out.append(("repeated_role", f"{path}[{i}].role",
+                            f"{path}[{i}] is a {role} message right after another {role} message; "
+                            f"{rules.label} requires the roles to alternate."))
+            if rules.system_first and i and role == "system":
+                out.append(("system_message_not_first", f"{path}[{i}]",
+                            f"{path}[{i}] is a system message after other messages; {rules.label} takes a "
+                            f"system message only first."))
+
+
+def _image_url(example: Any, path: str) -> Any:
+    """The url of the image part at ``path`` (as image_parts writes it: a.b[1].content[0])."""
+    node: Any = example
+    for token in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+        if token.startswith("["):
+            index = int(token[1:-1])
+            node = node[index] if isinstance(node, list) and index < len(node) else None
+        else:
+            node = node.get(token) if isinstance(node, dict) else None
+    image = node.get("image_url") if isinstance(node, dict) else None
+    return image.get("url") if isinstance(image, dict) else None
 
 
 _MESSAGE_LISTS = (("messages",), ("input", "messages"), ("preferred_output",), ("non_preferred_output",))

@@ -31,6 +31,7 @@ from .._secrets import get_logger
 from ..types import DatasetReport, Distribution, Issue, Severity, TokenStats
 from . import catalog
 from .records import Context, check_example, detect_format, severity_of
+from .rules import RULES, DatasetRules, rules_for
 from .tokens import ChatTemplateCounter, TokenizerResolver, counter_for
 
 _log = get_logger(__name__)
@@ -64,11 +65,10 @@ def _parse_int(text: str) -> int | float:
 class _Options:
     model: str | None
     method: str | None
-    hosted: bool
+    rules: DatasetRules
     max_issues: int
     context_limit: int | None
     tokenizer: TokenizerResolver | None = None
-    images: bool = True
 
 
 @dataclass
@@ -97,13 +97,13 @@ class _Scanner:
     def __init__(self, options: _Options, counter: Any) -> None:
         self.o = options
         self.counter = counter
-        self.ctx = Context(method=options.method, hosted=options.hosted, images=options.images)
+        self.ctx = Context(method=options.method, rules=options.rules)
         self.p = _Partial()
         self._loads = json.JSONDecoder(parse_constant=_reject_constant, parse_int=_parse_int).decode
 
     def _issue(self, line: int, code: str, path: str, message: str) -> None:
         p = self.p
-        if severity_of(code, hosted=self.o.hosted) == "error":
+        if severity_of(code, self.o.rules) == "error":
             p.error_counts[code] = p.error_counts.get(code, 0) + 1
             if len(p.errors) < self.o.max_issues:
                 p.errors.append((line, code, path, message))
@@ -304,7 +304,7 @@ class _Merger:
         self.truncated = False
 
     def add(self, line: int | None, code: str, path: str, message: str) -> None:
-        if severity_of(code, hosted=self.o.hosted) == "error":
+        if severity_of(code, self.o.rules) == "error":
             self.error_counts[code] = self.error_counts.get(code, 0) + 1
             self._keep(self.errors, (line, code, path, message))
         else:
@@ -383,10 +383,20 @@ def _file_checks(m: _Merger, partials: list[_Partial], examples: int, options: _
         if wanted and wanted not in facts.methods:
             m.add(None, "method_not_supported_by_model", "",
                   f"{options.model} does not support {wanted} fine-tuning (it supports: {', '.join(facts.methods)}).")
-    if 0 < examples < catalog.MIN_HOSTED_EXAMPLES and not is_validation_file:
-        who = "hosted providers require" if options.hosted else "hosted providers would require"
+    rules = options.rules
+    if dominant not in rules.formats:
+        m.add(None, "format_not_supported_by_provider", "",
+              f"The file is in {dominant} format, which {rules.label} does not accept (it takes: "
+              f"{', '.join(rules.formats)}).")
+    if 0 < examples < rules.min_examples and not is_validation_file:
+        who = f"{rules.label} requires" if rules.service in RULES else \
+            ("hosted providers require" if rules.hosted else "hosted providers would require")
         m.add(None, "too_few_examples", "",
-              f"Only {examples} example(s); {who} at least {catalog.MIN_HOSTED_EXAMPLES} (50-100 recommended).")
+              f"Only {examples} example(s); {who} at least {rules.min_examples}"
+              + (" (50-100 recommended)." if rules.min_examples >= 10 else "."))
+    if rules.max_examples is not None and examples > rules.max_examples and not is_validation_file:
+        m.add(None, "too_many_examples", "",
+              f"{examples:,} examples; {rules.label} accepts at most {rules.max_examples:,} per file.")
     images = sum(p.image_examples for p in partials)
     if images > _MAX_IMAGE_EXAMPLES:
         m.add(None, "too_many_image_examples", "",
@@ -506,6 +516,7 @@ def validate(
     progress: ProgressCallback | None = None,
     tokenizer: TokenizerResolver | None = None,
     images: bool = True,
+    rules: DatasetRules | None = None,
 ) -> DatasetReport:
     """Validate a JSONL fine-tuning dataset without ever raising on its content.
 
@@ -529,6 +540,9 @@ def validate(
         tokenizer: ``tokenizer(model) -> (tokenizer, label) | None`` for models that are
             neither OpenAI models nor model directories (a local backend's aliases);
             ``finetune_sdk.validate`` passes the provider registry's.
+        rules: a service's rules (``finetune_sdk.data.rules.RULES[name]``: formats, example
+            counts, images, ...); they replace ``hosted`` and ``images``. Providers give
+            theirs through ``Provider.dataset_rules()``.
         images: whether the target can train on images. ``False`` for the local trainer,
             which trains text-only models: every example with an image part is then an
             error (``images_not_supported_by_model``) on its line, so that no image is
@@ -554,10 +568,10 @@ def validate(
     if not p.is_file():
         raise FileNotFoundError(f"No such dataset file: {p}" + (" (it is a directory)" if p.is_dir() else ""))
     facts = catalog.lookup(model)
-    options = _Options(model=model, method=method,
-                       hosted=facts is not None if hosted is None else hosted,
-                       max_issues=max_issues, context_limit=facts.context_limit if facts else None,
-                       tokenizer=tokenizer, images=images)
+    if rules is None:
+        rules = rules_for(None, hosted=facts is not None if hosted is None else hosted, images=images)
+    options = _Options(model=model, method=method, rules=rules, max_issues=max_issues,
+                       context_limit=facts.context_limit if facts else None, tokenizer=tokenizer)
     report, partials = _report(p, options, workers, progress, n_epochs=n_epochs)
     if validation_file is not None:
         v = Path(validation_file)

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from .._secrets import get_logger
 from ..config import ProviderSettings
+from ..data.rules import RULES, rules_for
 from ..errors import ConfigurationError, UnsupportedOperation
 from ..retry import RetryPolicy
 from ..types import (ChatDelta, ChatResponse, Checkpoint, Deployment, DeploySpec, Event, File, Job, JobSpec, JobStatus,
@@ -105,8 +106,10 @@ class Provider(Generic[S]):
     def dataset_rules(cls) -> dict[str, Any]:
         """The keyword arguments of :func:`finetune_sdk.data.validate` that make it check a
         dataset by this backend's rules (``client.validate`` and ``finetune validate
-        --provider`` use them)."""
-        return {"hosted": cls.hosted, "images": cls.accepts_images, "tokenizer": cls.tokenizer}
+        --provider`` use them): the service's rules of :data:`finetune_sdk.data.rules.RULES`
+        where it has some, else generic ones from ``hosted`` and ``accepts_images``."""
+        rules = RULES.get(cls.name) or rules_for(None, hosted=cls.hosted, images=cls.accepts_images)
+        return {"rules": rules, "tokenizer": cls.tokenizer}
 
     @classmethod
     def tokenizer(cls, model: str) -> tuple[Any, str] | None:
