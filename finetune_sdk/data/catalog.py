@@ -27,12 +27,14 @@ class Price:
 @dataclass(frozen=True)
 class ModelFacts:
     family: str
-    encoding: str
+    encoding: str | None  # a tiktoken encoding; None: no offline tokenizer (counts are estimates)
     context_limit: int | None
     context_source: str | None
     price: Price | None = None
     legacy_completions: bool = False
     methods: tuple[str, ...] = ("supervised",)
+    service: str = "openai"  # whose dataset rules apply (finetune_sdk.data.rules.RULES)
+    price_note: str | None = None  # why the price is unknown, or how the service bills beyond it
 
 
 _GUIDE_2024 = "OpenAI fine-tuning guide (public copy, late 2024)"
@@ -66,6 +68,38 @@ _FACTS: list[tuple[str, ModelFacts]] = [
     ("davinci-002", ModelFacts("davinci-002", "cl100k_base", None, None, legacy_completions=True)),
 ]
 
+_FIREWORKS_PRICING = ("fireworks.ai/pricing, stored copy (undated; it still lists Mixtral 8x7B tuning): "
+                      "models up to 16B parameters $0.50, 16.1B-80B $3.00 per 1M training tokens, billed on "
+                      "dataset tokens x epochs")
+_TOGETHER_PRICE_NOTE = ("Together bills per token by model size, SFT or DPO, and LoRA or full fine-tuning, counting "
+                        "training and evaluation tokens (n_epochs x train + n_evals x validation); the per-token "
+                        "rates (together.ai/pricing) are not captured here, so the cost is unknown. The service's "
+                        "own estimate: POST /fine-tunes/estimate-price.")
+_T_SK = "Together skills supported-models.md (2026-08)"
+
+# Open models on Together AI and Fireworks AI: exact names, no tokenizer offline.
+_OPEN: dict[str, ModelFacts] = {
+    "meta-llama/meta-llama-3.1-8b-instruct-reference": ModelFacts(
+        "llama-3.1-8b", None, 131072, _T_SK, methods=("supervised", "dpo"), service="together",
+        price_note=_TOGETHER_PRICE_NOTE),
+    "meta-llama/llama-3.3-70b-instruct-reference": ModelFacts(
+        "llama-3.3-70b", None, None, None, methods=("supervised", "dpo"), service="together",
+        price_note=_TOGETHER_PRICE_NOTE),
+    "qwen/qwen2.5-7b-instruct": ModelFacts("qwen2.5-7b", None, None, None, methods=("supervised", "dpo"),
+                                           service="together", price_note=_TOGETHER_PRICE_NOTE),
+    "qwen/qwen3-8b": ModelFacts("qwen3-8b", None, None, None, methods=("supervised", "dpo"), service="together",
+                                price_note=_TOGETHER_PRICE_NOTE),
+    "accounts/fireworks/models/qwen3-4b": ModelFacts(
+        "qwen3-4b", None, None, None, Price(0.50, "USD", _FIREWORKS_PRICING, "undated"),
+        methods=("supervised", "dpo"), service="fireworks"),
+    "accounts/fireworks/models/qwen3-8b": ModelFacts(
+        "qwen3-8b", None, None, None, Price(0.50, "USD", _FIREWORKS_PRICING, "undated"),
+        methods=("supervised", "dpo"), service="fireworks"),
+    "accounts/fireworks/models/llama-v3p3-70b-instruct": ModelFacts(
+        "llama-3.3-70b", None, None, None, Price(3.00, "USD", _FIREWORKS_PRICING, "undated"),
+        methods=("supervised", "dpo"), service="fireworks"),
+}
+
 _AZURE_FT = re.compile(r"^(?P<base>.+?)\.ft-[0-9a-f]{8,}.*$")
 
 
@@ -90,6 +124,8 @@ def lookup(model: str | None) -> ModelFacts | None:
     """Facts for a hosted model name (base, ``ft:`` or Azure fine-tune), or None if unknown."""
     if not model:
         return None
+    if model.strip().lower() in _OPEN:
+        return _OPEN[model.strip().lower()]
     base = base_model_of(model).lower()
     for prefix, facts in _FACTS:
         if base == prefix or base.startswith((prefix + "-", prefix + ".")):

@@ -58,7 +58,8 @@ def estimate_tokens(tokens_per_epoch: int, n_examples: int, *, model: str | None
     elif model is None:
         notes.append("No model given, so no price: pass a model for a cost estimate.")
     elif facts is not None:
-        notes.append(f"No published per-token training price is known for {model}; cost unknown.")
+        notes.append(facts.price_note or f"No published per-token training price is known for {model}; "
+                                         f"cost unknown.")
     else:
         notes.append(f"{model} is not a hosted OpenAI/Azure model: no per-token price applies "
                      f"(local training costs your hardware time).")

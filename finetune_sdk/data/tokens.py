@@ -409,7 +409,7 @@ def counter_for(model: str | None, resolve: TokenizerResolver | None = None) -> 
       with a note that the choice was ours.
     """
     facts = catalog.lookup(model)
-    if facts is not None:
+    if facts is not None and facts.encoding is not None:
         return _tiktoken_or_estimate(facts.encoding, model)
     if model:
         try:
@@ -418,7 +418,9 @@ def counter_for(model: str | None, resolve: TokenizerResolver | None = None) -> 
             found = None
             reason = f"the tokenizer of {model!r} could not be loaded ({type(exc).__name__}: {exc})"
         else:
-            reason = f"{model!r} is not a known OpenAI/Azure model nor a local model directory"
+            reason = (f"no tokenizer of {model!r} is available offline (it is not in the local Hugging Face "
+                      f"cache)" if facts is not None else
+                      f"{model!r} is not a known OpenAI/Azure model nor a local model directory")
         if found is not None:
             return ChatTemplateCounter(*found)
         counter = _tiktoken_or_estimate("o200k_base", model)

@@ -569,7 +569,10 @@ def validate(
         raise FileNotFoundError(f"No such dataset file: {p}" + (" (it is a directory)" if p.is_dir() else ""))
     facts = catalog.lookup(model)
     if rules is None:
-        rules = rules_for(None, hosted=facts is not None if hosted is None else hosted, images=images)
+        # A known model of an open-model service brings that service's rules; OpenAI models
+        # the generic hosted ones (OpenAI's and Azure's limits are the same).
+        service = facts.service if facts is not None and facts.service != "openai" and hosted is not False else None
+        rules = rules_for(service, hosted=facts is not None if hosted is None else hosted, images=images)
     options = _Options(model=model, method=method, rules=rules, max_issues=max_issues,
                        context_limit=facts.context_limit if facts else None, tokenizer=tokenizer)
     report, partials = _report(p, options, workers, progress, n_epochs=n_epochs)
