@@ -7,6 +7,7 @@ from ._datasets import estimate, validate
 from .client import FineTuneClient
 from .config import Profile, ProviderSettings, finetune_home, load_profile
 from .data import convert, split
+from .evaluation import Evaluation, evaluate
 from .errors import (AuthenticationError, BadRequestError, ConfigurationError, ConflictError, DatasetError,
                      FineTuneError, IdempotencyError, JobFailedError, NotFoundError, PermissionDeniedError,
                      ProviderConnectionError, ProviderError, RateLimitError, ServerError, UnsupportedOperation,
@@ -26,6 +27,8 @@ __all__ = [
     "FineTuneClient",
     # datasets
     "validate", "estimate", "convert", "split",
+    # evaluation
+    "evaluate", "Evaluation",
     # configuration and providers
     "Profile", "ProviderSettings", "load_profile", "finetune_home",
     "Capability", "Provider", "available_providers", "get_provider_class", "register_provider",

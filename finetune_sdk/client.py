@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ._secrets import get_logger
 from .config import Profile, finetune_home, load_profile
@@ -37,6 +37,9 @@ from .retry import RetryPolicy, create_exactly_once
 from .types import (ChatDelta, ChatResponse, Checkpoint, DatasetReport, Deployment, DeploySpec, Event, File,
                     Hyperparameters, Job, JobSpec, ModelInfo)
 from .waiting import Waiter
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .evaluation import Evaluation
 
 __all__ = ["FineTuneClient", "IDEMPOTENCY_KEY", "REQUEST_DIGEST_KEY"]
 
@@ -443,6 +446,15 @@ class FineTuneClient:
         if is_validation_file and not report.valid and set(report.error_counts) == {"too_few_examples"}:
             report.valid = True  # a validation file has no minimum size
         return report
+
+    def evaluate(self, data: str | os.PathLike[str] | list[dict[str, Any]], models: list[str],
+                 **options: Any) -> Evaluation:
+        """Answer ``data``'s examples with every model and compare them (see
+        :func:`finetune_sdk.evaluation.evaluate`); a model without ``@PROFILE`` answers
+        through this client."""
+        from .evaluation import evaluate
+
+        return evaluate(data, models, client=self, **options)
 
     def compare(self, examples: str | os.PathLike[str] | list[dict[str, Any]], *, tuned: Deployment | Job | str,
                 base: Deployment | str | None = None, max_tokens: int = 64) -> Any:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["ModelFacts", "Price", "lookup", "base_model_of", "is_hosted_model", "MIN_HOSTED_EXAMPLES"]
+__all__ = ["ModelFacts", "Price", "InferencePrice", "lookup", "base_model_of", "is_hosted_model",
+           "inference_price", "MIN_HOSTED_EXAMPLES"]
 
 #: "To fine-tune a model, you are required to provide at least 10 examples" (OpenAI guide);
 #: "Fine-tuning jobs won't proceed without at least 10 training examples" (Azure docs).
@@ -35,9 +36,24 @@ class ModelFacts:
     methods: tuple[str, ...] = ("supervised",)
     service: str = "openai"  # whose dataset rules apply (finetune_sdk.data.rules.RULES)
     price_note: str | None = None  # why the price is unknown, or how the service bills beyond it
+    inference: InferencePrice | None = None  # answering with the base model
+    tuned_inference: InferencePrice | None = None  # answering with a fine-tune of it
+
+
+@dataclass(frozen=True)
+class InferencePrice:
+    """What answering costs, per 1M prompt and completion tokens."""
+
+    prompt: float
+    completion: float
+    currency: str
+    source: str
+    as_of: str
 
 
 _GUIDE_2024 = "OpenAI fine-tuning guide (public copy, late 2024)"
+_MINI_USAGE = ("third-party price table (goitreels.com, 2026-04), matching OpenAI's 2024 pricing page; not "
+               "checked against OpenAI itself")
 _AZURE_TABLE = "Azure OpenAI fine-tunable models table (MicrosoftDocs, 2025)"
 
 # Longest prefix wins. Azure spells GPT-3.5 as gpt-35-turbo.
@@ -47,7 +63,9 @@ _FACTS: list[tuple[str, ModelFacts]] = [
     ("gpt-4.1", ModelFacts("gpt-4.1", "o200k_base", 65536, _AZURE_TABLE, methods=("supervised", "dpo"))),
     ("gpt-4o-mini", ModelFacts("gpt-4o-mini", "o200k_base", 65536, _GUIDE_2024,
                                Price(3.00, "USD", _GUIDE_2024 + ": 100,000 tokens x 3 epochs ~ $0.90", "2024-12"),
-                               methods=("supervised", "dpo"))),
+                               methods=("supervised", "dpo"),
+                               inference=InferencePrice(0.15, 0.60, "USD", _MINI_USAGE, "2026-04"),
+                               tuned_inference=InferencePrice(0.30, 1.20, "USD", _MINI_USAGE, "2026-04"))),
     ("gpt-4o", ModelFacts("gpt-4o", "o200k_base", 65536, _GUIDE_2024,
                           Price(25.00, "USD", "third-party report (tokenmix.ai); not an official OpenAI table",
                                 "2026-04"),
@@ -135,3 +153,11 @@ def lookup(model: str | None) -> ModelFacts | None:
 
 def is_hosted_model(model: str | None) -> bool:
     return lookup(model) is not None
+
+
+def inference_price(model: str | None, *, fine_tuned: bool) -> InferencePrice | None:
+    """What answering with ``model`` costs per 1M tokens, if known (a fine-tune's own rate)."""
+    facts = lookup(model)
+    if facts is None:
+        return None
+    return facts.tuned_inference if fine_tuned else facts.inference

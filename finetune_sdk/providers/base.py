@@ -102,6 +102,10 @@ class Provider(Generic[S]):
             return JobStatus.UNKNOWN
         return status
 
+    def is_fine_tuned(self, model: str) -> bool:
+        """Whether ``model`` names a fine-tune on this backend (not a base model)."""
+        return False
+
     @classmethod
     def dataset_rules(cls) -> dict[str, Any]:
         """The keyword arguments of :func:`finetune_sdk.data.validate` that make it check a

@@ -486,6 +486,15 @@ class LocalProvider(Provider[LocalSettings]):
         if not registry.read():
             stop_server(self.home)
 
+    def is_fine_tuned(self, model: str) -> bool:
+        # ft:{base}:local:{suffix}:{id}, a job id, or a checkpoint of either; deployments are named by the user
+        return model.startswith(("ft:", "ftjob-")) or model in self._deployment_names()
+
+    def _deployment_names(self) -> set[str]:
+        from .serving.deployments import Deployments
+
+        return set(Deployments(self.home).read())
+
     def chat_target(self, deployment: Deployment) -> str:
         return deployment.name
 

@@ -151,6 +151,9 @@ class SimulatedProvider(Provider[SimulatedSettings]):
             shutil.rmtree(self._dir, ignore_errors=True)
 
     # ------------------------------------------------------------------ names
+    def is_fine_tuned(self, model: str) -> bool:
+        return self.flavor.is_fine_tune(model)
+
     def _ft_name(self, rec: _JobRec) -> str:
         f = self.flavor
         return f.ft_name(f.base_model_of(rec.spec.model), rec.spec.suffix, rec.id, self.settings.organization)

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .client import FineTuneClient
-    from .types import Deployment, Job
+    from ..client import FineTuneClient
+    from ..types import Deployment, Job
 
 __all__ = ["Comparison", "Answer", "compare", "load_examples", "score"]
 
