@@ -40,6 +40,7 @@ from .waiting import Waiter
 
 if TYPE_CHECKING:  # pragma: no cover
     from .evaluation import Evaluation
+    from .migration import Migration
 
 __all__ = ["FineTuneClient", "IDEMPOTENCY_KEY", "REQUEST_DIGEST_KEY"]
 
@@ -260,6 +261,24 @@ class Jobs:
             raise
         self._c._record(job)
         return job
+
+    def migrate(self, job_id: str, *, to: FineTuneClient | str, model: str | None = None,
+                training_file: str | os.PathLike[str] | None = None,
+                validation_file: str | os.PathLike[str] | None = None, dry_run: bool = False, strict: bool = False,
+                again: bool = False, wait: bool = False) -> Migration:
+        """Carry job ``job_id`` of this client's provider to another: ``to`` is a client or a
+        profile name. See :mod:`finetune_sdk.migration` (and ``finetune migrate``).
+
+        ``model``: the target's base model when it does not have the source's; ``training_file`` /
+        ``validation_file``: local copies when the source's files are gone; ``dry_run``: plan
+        only; ``strict``: refuse when a hyperparameter cannot be carried; ``again``: a new
+        job even if this migration already made one.
+        """
+        from .migration import migrate
+
+        target = FineTuneClient.from_config(to) if isinstance(to, str) else to
+        return migrate(self._c, job_id, target, dry_run=dry_run, strict=strict, wait=wait, model=model,
+                       training_file=training_file, validation_file=validation_file, again=again)
 
     def checkpoints(self, job_id: str) -> builtins.list[Checkpoint]:
         return self._p.list_checkpoints(job_id)

@@ -41,7 +41,7 @@ else:  # pragma: no cover
     import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = ["CONFIG_FILENAME", "Profile", "ProviderSettings", "setting", "find_config", "load_profile",
-           "finetune_home"]
+           "profile_names", "finetune_home"]
 
 CONFIG_FILENAME = "finetune.toml"
 ENV_CONFIG = "FINETUNE_CONFIG"
@@ -120,6 +120,15 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigurationError(f"{path} is not valid TOML: {exc}.") from None
     except OSError as exc:
         raise ConfigurationError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+
+
+def profile_names(config: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None) -> list[str]:
+    """The profiles of the config file (none without a file)."""
+    path, _ = find_config(config, env=env)
+    if path is None:
+        return []
+    profiles = _read_toml(path).get("profiles", {})
+    return list(profiles) if isinstance(profiles, dict) else []
 
 
 def load_profile(profile: str | None = None, *, config: str | os.PathLike[str] | None = None,

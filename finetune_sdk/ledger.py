@@ -32,6 +32,7 @@ class LedgerEntry(BaseModel):
     recorded_at: datetime
     idempotency_key: str | None = None
     training_file: str | None = None
+    migrated_from: str | None = None  # provider:job_id of the job this one was migrated from
 
 
 class Ledger:
@@ -51,13 +52,14 @@ class Ledger:
                 os.close(fd)
 
     def record(self, job: Job, *, profile: str | None, idempotency_key: str | None = None,
-               training_file: str | None = None) -> None:
+               training_file: str | None = None, migrated_from: str | None = None) -> None:
         previous = self.find(job.id, provider=job.provider)
         self._append(LedgerEntry(
             job_id=job.id, provider=job.provider, profile=profile, model=job.model, status=job.status.value,
             fine_tuned_model=job.fine_tuned_model, created_at=job.created_at, recorded_at=datetime.now(timezone.utc),
             idempotency_key=idempotency_key or (previous.idempotency_key if previous else None),
-            training_file=training_file or (previous.training_file if previous else None)))
+            training_file=training_file or (previous.training_file if previous else None),
+            migrated_from=migrated_from or (previous.migrated_from if previous else None)))
 
     def entries(self) -> list[LedgerEntry]:
         """The latest entry per job, newest job first. Corrupt lines are skipped."""

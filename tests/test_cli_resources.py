@@ -140,12 +140,13 @@ def test_models_list_includes_the_fine_tune_and_filters(emu: Emulator, openai_en
     r = run(openai_env, tmp_path, "models", "list", "--provider", "openai", "--json")
     assert r.returncode == 0, r.stderr
     models = json.loads(r.stdout)
-    assert all(set(m) == MODEL_KEYS for m in models)
+    assert all(set(m) == MODEL_KEYS | {"profile", "job_id"} for m in models)
     by_id = {m["id"]: m for m in models}
     assert by_id[tuned]["fine_tuned"] is True and by_id[MODEL]["fine_tuned"] is False
 
     r = run(openai_env, tmp_path, "models", "list", "--fine-tuned", "--provider", "openai", "--json")
-    assert [m["id"] for m in json.loads(r.stdout)] == [tuned]
+    [listed] = json.loads(r.stdout)
+    assert listed["id"] == tuned and listed["job_id"] and listed["job_id"].startswith("ftjob-")
 
     r = run(openai_env, tmp_path, "models", "list", "--fine-tuned", "--provider", "openai")
     [row] = rows(r.stdout)

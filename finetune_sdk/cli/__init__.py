@@ -64,4 +64,4 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(EXIT_INTERRUPTED)
 
 
-from . import data, evaluate, jobs, resources, serve  # noqa: E402,F401  (registers the commands)
+from . import data, evaluate, jobs, migrate, resources, serve  # noqa: E402,F401  (registers the commands)

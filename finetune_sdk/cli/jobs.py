@@ -40,9 +40,22 @@ def job_json(job: Job) -> dict[str, Any]:
     return job.model_dump(mode="json", exclude={"raw"})
 
 
+def lineage_of(job: Job) -> str | None:
+    """Where a migrated job came from: its metadata, else the ledger."""
+    from ..migration import LINEAGE_KEY
+
+    if job.metadata.get(LINEAGE_KEY):
+        return job.metadata[LINEAGE_KEY]
+    entry = Ledger(finetune_home() / "ledger.jsonl").find(job.id, provider=job.provider)
+    return entry.migrated_from if entry else None
+
+
 def _print_job(job: Job) -> None:
     out.print(f"{job.id}  {job.status.value} ({job.raw_status})  provider {job.provider}  model {job.model}",
               markup=False)
+    lineage = lineage_of(job)
+    if lineage:
+        out.print(f"  migrated from: {lineage}", markup=False)
     if job.fine_tuned_model:
         out.print(f"  fine-tuned model: {job.fine_tuned_model}", markup=False)
     if job.error:
@@ -156,7 +169,7 @@ def jobs_show(job_id: str, profile: str | None = ProfileOpt, provider: str | Non
               config: Path | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """One job's status, model and error."""
     job = _client(profile, provider, config, job_id).jobs.get(job_id)
-    print(json.dumps(job_json(job))) if as_json else _print_job(job)
+    print(json.dumps({**job_json(job), "migrated_from": lineage_of(job)})) if as_json else _print_job(job)
 
 
 @jobs_app.command("events")

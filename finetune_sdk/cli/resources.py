@@ -16,8 +16,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..errors import FineTuneError
 from ..types import Deployment, File, ModelInfo
-from . import ExistingFile, app, out
+from . import ExistingFile, app, err, out
 from .jobs import ConfigOpt, JsonOpt, ProfileOpt, ProviderOpt, _client
 
 deployments_app = typer.Typer(help="Deployments: the fine-tunes a provider serves under a name.",
@@ -93,18 +94,44 @@ def deployments_delete(name: str = typer.Argument(..., help="The deployment's na
 
 
 @models_app.command("list")
-def models_list(fine_tuned: bool = typer.Option(False, "--fine-tuned", help="Only fine-tuned models."),
+def models_list(fine_tuned: bool = typer.Option(False, "--fine-tuned", help="Only fine-tuned models, with the job "
+                                                                           "that made each."),
                 profile: str | None = ProfileOpt, provider: str | None = ProviderOpt,
                 config: Path | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
-    """Models the provider can serve: base models and fine-tunes."""
-    models = [m for m in _client(profile, provider, config).models.list() if m.fine_tuned or not fine_tuned]
+    """Models a provider can serve: base models and fine-tunes. With --fine-tuned and no
+    --profile/--provider: every profile of finetune.toml — the inventory of what to move."""
+    from ..config import profile_names
+
+    names: list[str | None] = [None]
+    if fine_tuned and profile is None and provider is None:
+        names = list(profile_names(config)) or [None]
+    rows: list[tuple[str | None, ModelInfo, str | None]] = []
+    for name in names:
+        try:
+            client = _client(name or profile, provider, config)
+            models = [m for m in client.models.list() if m.fine_tuned or not fine_tuned]
+            made_by = _jobs_by_model(client) if fine_tuned else {}
+        except FineTuneError as exc:
+            if len(names) == 1:
+                raise
+            err.print(f"warning: profile {name}: {exc}", markup=False)
+            continue
+        rows += [(name or (client.profile.name if client.profile else None), m, made_by.get(m.id)) for m in models]
     if as_json:
-        print(json.dumps([_json(m) for m in models]))
+        print(json.dumps([{**_json(m), "profile": p, "job_id": j} for p, m, j in rows]))
         return
-    table = _table("id", "owned by", "fine-tuned", "created")
-    for m in models:
-        table.add_row(m.id, m.owned_by, "yes" if m.fine_tuned else "no", _when(m.created_at))
-    _print_table(table, "No fine-tuned models." if fine_tuned else "No models.", len(models))
+    table = _table("id", "profile", "owned by", "fine-tuned", "created", "job")
+    for p, m, j in rows:
+        table.add_row(m.id, p or "", m.owned_by, "yes" if m.fine_tuned else "no", _when(m.created_at), j or "")
+    _print_table(table, "No fine-tuned models." if fine_tuned else "No models.", len(rows))
+
+
+def _jobs_by_model(client: Any) -> dict[str, str]:
+    """fine-tuned model -> the job that made it (the provider's recent jobs)."""
+    try:
+        return {j.fine_tuned_model: j.id for j in client.jobs.list(limit=100) if j.fine_tuned_model}
+    except FineTuneError:  # e.g. a provider that cannot list jobs: the column stays empty
+        return {}
 
 
 @models_app.command("delete")

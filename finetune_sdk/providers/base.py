@@ -26,8 +26,8 @@ from ..config import ProviderSettings
 from ..data.rules import RULES, rules_for
 from ..errors import ConfigurationError, UnsupportedOperation
 from ..retry import RetryPolicy
-from ..types import (ChatDelta, ChatResponse, Checkpoint, Deployment, DeploySpec, Event, File, Job, JobSpec, JobStatus,
-                     MetricPoint, ModelInfo)
+from ..types import (ChatDelta, ChatResponse, Checkpoint, Deployment, DeploySpec, Event, File, Hyperparameters, Job,
+                     JobSpec, JobStatus, MetricPoint, ModelInfo)
 
 __all__ = ["Capability", "Provider", "ENTRY_POINT_GROUP", "register_provider", "unregister_provider",
            "available_providers", "get_provider_class", "resolve_tokenizer"]
@@ -105,6 +105,20 @@ class Provider(Generic[S]):
     def is_fine_tuned(self, model: str) -> bool:
         """Whether ``model`` names a fine-tune on this backend (not a base model)."""
         return False
+
+    def fine_tunable_models(self) -> list[str] | None:
+        """The base models this backend can fine-tune, as far as it can tell (None: unknown)."""
+        if Capability.MODELS not in self.capabilities:
+            return None
+        return [m.id for m in self.list_models() if not m.fine_tuned]
+
+    def map_hyperparameters(self, hp: Hyperparameters, method: str) -> tuple[dict[str, Any], dict[str, str]]:
+        """What this backend makes of ``hp``: (the values it will send, under its own names;
+        the names it cannot take, each with why). Creating a job refuses anything in the
+        second; a migration lists it. The default: the portable names as they are, no extras."""
+        sent = {k: v for k, v in hp.portable().items() if k != "beta" or method == "dpo"}
+        refused = dict.fromkeys(hp.extras(), f"{self.name} has no such setting")
+        return sent, refused
 
     @classmethod
     def dataset_rules(cls) -> dict[str, Any]:

@@ -20,8 +20,10 @@ from pydantic import SecretStr
 from .._secrets import get_logger
 from ..config import ProviderSettings, setting
 from ..errors import ProviderError, UnsupportedOperation
+from ..data import catalog
 from ..metrics import merge_points, parse_results_csv, point_from_dict, points_from_events
-from ..types import (ChatDelta, ChatResponse, Checkpoint, Deployment, DeploySpec, Event, File, Job, JobError, JobSpec,
+from ..types import (ChatDelta, ChatResponse, Checkpoint, Deployment, DeploySpec, Event, File, Hyperparameters, Job,
+                     JobError, JobSpec,
                      JobStatus, MetricPoint, ModelInfo, from_timestamp)
 from .base import Capability
 from .http import HTTPProvider, HTTPSettings
@@ -160,16 +162,19 @@ class OpenAIProvider(HTTPProvider[SW]):
                    integrations=list(raw.get("integrations") or []), result_files=list(raw.get("result_files") or []),
                    raw=raw)
 
+    def map_hyperparameters(self, hp: Hyperparameters, method: str) -> tuple[dict[str, Any], dict[str, str]]:
+        sent = {k: v for k, v in hp.portable().items() if k in _PORTABLE and (k != "beta" or method == "dpo")}
+        refused = dict.fromkeys(hp.extras(), "not an OpenAI fine-tuning hyperparameter (it takes n_epochs, "
+                                             "batch_size, learning_rate_multiplier, and beta for dpo)")
+        return sent, refused
+
     def create_body(self, spec: JobSpec) -> dict[str, Any]:
         """The JSON body of ``POST /fine_tuning/jobs`` (Azure adds its fields to it)."""
-        extras = spec.hyperparameters.extras()
-        if extras:
-            raise UnsupportedOperation(f"the hyperparameter(s) {', '.join(sorted(extras))}", self.name,
+        hyper, refused = self.map_hyperparameters(spec.hyperparameters, spec.method)
+        if refused:
+            raise UnsupportedOperation(f"the hyperparameter(s) {', '.join(sorted(refused))}", self.name,
                                        "Hosted providers accept n_epochs, batch_size, learning_rate_multiplier "
                                        "(and beta for dpo); the others are for the local trainer.")
-        hyper = {k: v for k, v in spec.hyperparameters.portable().items() if k in _PORTABLE}
-        if spec.method != "dpo":
-            hyper.pop("beta", None)
         block: dict[str, Any] = {"hyperparameters": hyper} if hyper else {}
         if spec.method == "reinforcement":
             if spec.extra.get("grader") is None:
@@ -260,6 +265,10 @@ class OpenAIProvider(HTTPProvider[SW]):
     def is_fine_tuned(self, model: str) -> bool:
         """Whether a model id names a fine-tune (OpenAI: ``ft:base:org:suffix:id``)."""
         return model.startswith("ft:")
+
+    def fine_tunable_models(self) -> list[str] | None:
+        # /models lists every model; the catalog knows which families take fine-tuning.
+        return [m.id for m in self.list_models() if not m.fine_tuned and catalog.lookup(m.id) is not None]
 
     def list_models(self) -> list[ModelInfo]:
         return [ModelInfo(id=m["id"], created_at=from_timestamp(m.get("created")), owned_by=m.get("owned_by") or "",

@@ -22,8 +22,8 @@ from typing import Any, ClassVar
 from ...config import ProviderSettings, finetune_home, setting
 from ...errors import BadRequestError, DatasetError, NotFoundError
 from ...metrics import points_from_events
-from ...types import (ChatDelta, ChatResponse, Checkpoint, Deployment, DeploySpec, Event, File, Job, JobSpec, JobStatus,
-                      MetricPoint, ModelInfo, from_timestamp)
+from ...types import (ChatDelta, ChatResponse, Checkpoint, Deployment, DeploySpec, Event, File, Hyperparameters, Job,
+                      JobSpec, JobStatus, MetricPoint, ModelInfo, from_timestamp)
 from ..base import Capability, Provider
 from ..http import Transport
 from .jobs.hparams import train_config
@@ -485,6 +485,24 @@ class LocalProvider(Provider[LocalSettings]):
                                 code="DeploymentNotFound")
         if not registry.read():
             stop_server(self.home)
+
+    def map_hyperparameters(self, hp: Hyperparameters, method: str) -> tuple[dict[str, Any], dict[str, str]]:
+        from .jobs.hparams import TrainConfig
+
+        given = {k: v for k, v in {**hp.portable(), **hp.extras()}.items() if v is not None and v != "auto"}
+        if method != "dpo":
+            given.pop("beta", None)
+        known = set(TrainConfig.model_fields)
+        sent = {k: v for k, v in given.items() if k in known}
+        refused = dict.fromkeys((k for k in given if k not in known),
+                                "not a setting of the local trainer (see docs/local-training.md)")
+        return sent, refused
+
+    def fine_tunable_models(self) -> list[str] | None:
+        from .models import ALIASES
+
+        served = sorted(self.host.bases) if self.host is not None else []
+        return sorted(set(ALIASES.values())) + served
 
     def is_fine_tuned(self, model: str) -> bool:
         # ft:{base}:local:{suffix}:{id}, a job id, or a checkpoint of either; deployments are named by the user
