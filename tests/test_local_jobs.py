@@ -128,8 +128,15 @@ def test_data_with_images_is_refused_before_a_job_exists(tiny: str, tmp_path: Pa
     valid = tmp_path / "v.jsonl"
     valid.write_text(chat_file(tmp_path / "v0.jsonl", 3).read_text() + image_example + "\n")
     c = client(tmp_path / "home")
-    with pytest.raises(DatasetError) as exc:
+    # The client checks by the local rules first: nothing is even uploaded.
+    with pytest.raises(DatasetError, match="nothing was uploaded") as first:
         c.jobs.create(model=tiny, training_file=train, validation_file=valid)
+    assert first.value.report is not None
+    assert first.value.report.error_counts == {"images_not_supported_by_model": 25}
+    assert not c.files.list()
+    # A file uploaded as it is (validate=False) still meets the provider's own refusal.
+    with pytest.raises(DatasetError) as exc:
+        c.jobs.create(model=tiny, training_file=train, validation_file=valid, validate=False)
     message = str(exc.value)
     listed = ", ".join(str(n) for n in range(2, 41, 2))
     assert f"has images on 25 line(s): {listed} and 5 more" in message
