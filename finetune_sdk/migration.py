@@ -159,6 +159,9 @@ def plan_migration(source: FineTuneClient, job_id: str, target: FineTuneClient, 
         raise DatasetError(f"The data of {job.id} breaks {target.provider.name}'s rules, so nothing was uploaded: "
                            f"{first}. Fix the files and pass them with --training-file / --validation-file.",
                            report=report)
+    if target.provider.name == "azure" and report.estimate is not None and report.estimate.cost is not None:
+        notes.append("The cost is at OpenAI's per-token training price; Azure OpenAI prices training by its own "
+                     "table (and some tiers by the hour): check it before relying on the number.")
     key = f"migrate:{source.provider.name}:{job.id}"
     if again:
         key += ":" + uuid.uuid4().hex[:8]

@@ -23,9 +23,11 @@ def test_demo_quick(tmp_path: Path) -> None:
                            env=env, timeout=1500)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
         out = r.stdout
-        for phase in ("1/5 Validating", "2/5 Fine-tuning", "3/5 Deploying", "4/5 Comparing", "5/5 Done"):
+        for phase in ("1/5 Validating", "2/5 Fine-tuning", "3/5 Deploying", "4/5 Fine-tune versus prompting",
+                      "5/5 Done"):
             assert phase in out
-        assert "exact match: base" in out and "held-out examples" in out
+        assert "with 95% intervals" in out and "smollm2-135m-instruct + 3 shots: exact" in out
+        assert "tuned: " in out and "base + 3 shots: " in out and "tokens/request" in out
         assert "finetune chat contacts-demo" in out and "finetune serve --model ft:smollm2-135m-instruct" in out
         hint = "finetune deployments delete contacts-demo --provider local"
         assert hint in out

@@ -99,6 +99,8 @@ def serve(
 
 
 DEMO_DEPLOYMENT = "contacts-demo"
+DEPLOYMENT_CANDIDATE = DEMO_DEPLOYMENT
+BASE_CANDIDATE = "smollm2-135m-instruct"
 
 
 @app.command()
@@ -113,7 +115,7 @@ def demo(
     from ..client import FineTuneClient
     from ..data import validate as run_validation
     from ..datasets import path as dataset_path
-    from ..evaluation import compare, load_examples
+    from ..evaluation import evaluate
     from ..waiting import PollSchedule
 
     started = time.monotonic()
@@ -161,14 +163,24 @@ def demo(
     deployment = client.deployments.create(job, name=DEMO_DEPLOYMENT)
     out.print(f"serving {deployment.model} as {deployment.name!r} at {deployment.base_url}", markup=False)
 
-    phase(4, "Comparing the base model and the fine-tune on held-out examples (greedy decoding)")
-    held_out = load_examples(test, limit=8 if quick else examples)
-    result = compare(client, held_out, tuned=deployment, base="smollm2-135m-instruct")
-    for a in result.answers[:6]:
-        out.print(f"  {a.prompt}\n    expected {a.expected}\n    base     {a.base!r}  {'✔' if a.base_exact else '✘'}"
-                  f"\n    tuned    {a.tuned!r}  {'✔' if a.tuned_exact else '✘'}", markup=False)
-    out.print(result.summary(), markup=False)
-    margin = result.tuned_exact - result.base_exact
+    phase(4, "Fine-tune versus prompting: the base model zero-shot and with 3 shots, on held-out examples")
+    ev = evaluate(test, [DEPLOYMENT_CANDIDATE, BASE_CANDIDATE], client=client, few_shot=3, shots=train,
+                  scorers=["exact", "json"], max_tokens=64, concurrency=16, limit=8 if quick else examples,
+                  progress=False)
+    tuned, base = ev.candidates[0], ev.candidate(BASE_CANDIDATE)
+    for record, example in list(zip(tuned.answers, ev.examples))[:4]:
+        out.print(f"  {example.prompt[-1]['content']}\n    expected {example.expected}\n"
+                  f"    tuned    {record.answer!r}", markup=False)
+    out.print("\nexact match and correct JSON values, with 95% intervals; tokens per request:", markup=False)
+    out.print("  " + ev.summary().replace("\n", "\n  "), markup=False)
+    out.print("The decision rule: fine-tune when quality rises and prompt tokens fall —", markup=False)
+    for c in ev.candidates:
+        exact = c.scores["exact"].mean
+        tokens = (c.prompt_tokens or 0) + (c.completion_tokens or 0)
+        name = "tuned" if c is tuned else c.label.replace(BASE_CANDIDATE, "base")
+        out.print(f"  {name}: {exact.mean if exact else 0:.0%} exact at {tokens:.0f} tokens/request", markup=False)
+    margin = (tuned.scores["exact"].mean.mean if tuned.scores["exact"].mean else 0.0) - \
+        (base.scores["exact"].mean.mean if base.scores["exact"].mean else 0.0)
 
     phase(5, "Done")
     verdict = "PASS" if margin >= 0.3 else "FAIL"
