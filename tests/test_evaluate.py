@@ -201,3 +201,31 @@ def test_the_cli(emu: Emulator, tuned: str, data: Path, tmp_path: Path) -> None:
     bad = subprocess.run([*run[:5], "--model", "x@", "--json"], capture_output=True, text=True, env=env, cwd=tmp_path,
                          timeout=120)
     assert bad.returncode == 2 and "MODEL@PROFILE" in bad.stderr
+
+
+def test_candidates_on_two_providers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The old model on OpenAI, the migrated one on Azure (by deployment name): one report."""
+    with emulator(speed=0, dialect="both") as emu:
+        text = ""
+        for provider in ("openai", "azure"):
+            toml, env = emu.profile(provider, name=provider)
+            text += toml + "\n"
+            for var, value in env.items():
+                monkeypatch.setenv(var, value)
+        config = tmp_path / "finetune.toml"
+        config.write_text(text)
+        made = {}
+        for provider in ("openai", "azure"):
+            with FineTuneClient.from_config(provider, config=config, ledger=False, sleep=emu.clock.advance,
+                                            clock=emu.clock.now) as c:
+                job = c.jobs.wait(c.jobs.create(training_file=dataset_path("contacts", "train"),
+                                                hyperparameters={"n_epochs": 1}).id, progress=False)
+                made[provider] = job.fine_tuned_model if provider == "openai" else \
+                    c.deployments.create(job, name="contacts").name
+        emu.clock.advance(120)  # past the fresh Azure deployment's warm-up
+        rows = [example(f"q{i}", f"q{i}") for i in range(4)]
+        ev = evaluate(rows, [f"{made['openai']}@openai", f"{made['azure']}@azure"], config=config,
+                      scorers=["contains"], progress=False)
+        assert [c.profile for c in ev.candidates] == ["openai", "azure"]
+        assert all(c.failures == 0 for c in ev.candidates)
+        assert ev.candidates[1].scores["contains"].diff is not None
