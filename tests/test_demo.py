@@ -26,6 +26,7 @@ def test_demo_quick(tmp_path: Path) -> None:
         for phase in ("1/5 Validating", "2/5 Fine-tuning", "3/5 Deploying", "4/5 Fine-tune versus prompting",
                       "5/5 Done"):
             assert phase in out
+        assert "Tokens (chat_template:smollm2-135m-instruct" in out, "the local model's own tokenizer counts"
         assert "with 95% intervals" in out and "smollm2-135m-instruct + 3 shots: exact" in out
         assert "tuned: " in out and "base + 3 shots: " in out and "tokens/request" in out
         assert "finetune chat contacts-demo" in out and "finetune serve --model ft:smollm2-135m-instruct" in out

@@ -114,6 +114,7 @@ def demo(
 
     from ..client import FineTuneClient
     from ..data import validate as run_validation
+    from ..providers import get_provider_class
     from ..datasets import path as dataset_path
     from ..evaluation import evaluate
     from ..waiting import PollSchedule
@@ -128,7 +129,8 @@ def demo(
               "person into one compact JSON object, on this machine's CPU, then measure it against the base model.",
               markup=False)
     phase(1, "Validating the bundled dataset")
-    report = run_validation(train, model="smollm2-135m-instruct", validation_file=val)
+    report = run_validation(train, model="smollm2-135m-instruct", validation_file=val,
+                            **get_provider_class("local").dataset_rules())
     _print_report(report)
     if not report.ok:
         fail("the bundled dataset did not validate", EXIT_PROBLEM)
