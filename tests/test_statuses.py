@@ -29,6 +29,10 @@ EXPECTED: dict[str, dict[str, JobStatus]] = {
     # Azure's FineTuningState (2025-04-01-preview).
     "azure": {"created": Q, "pending": Q, "running": R, "pausing": R, "paused": P, "resuming": R, "succeeded": S,
               "failed": F, "cancelled": C},
+    # Together's FinetuneJobStatus, plus user_error (its SDKs' enum). cancel_requested is not
+    # terminal (the job is still stopping); compressing and uploading write the weights.
+    "together": {"pending": Q, "queued": Q, "running": R, "compressing": R, "uploading": R, "cancel_requested": R,
+                 "completed": S, "error": F, "user_error": F, "cancelled": C},
     # The emulator answers with every service's words (a word two services share means the same).
     "simulated": {"validating_files": V, "pending": Q, "queued": Q, "running": R, "pausing": R, "paused": P,
                   "succeeded": S, "failed": F, "cancelled": C, "cancel_requested": R, "uploading": R,
