@@ -15,8 +15,8 @@ from typing import Any
 from ...types import ChatDelta, ChatResponse, Checkpoint, Event, File, Job, MetricPoint, ModelInfo, Usage
 from .state import Endpoint, TogetherState
 
-__all__ = ["iso", "file_body", "job_body", "checkpoint_body", "metric_rows", "endpoint_body", "model_body",
-           "completion_body", "chunks"]
+__all__ = ["iso", "file_body", "job_body", "events_body", "checkpoint_body", "metric_rows", "endpoint_body",
+           "model_body", "completion_body", "chunks"]
 
 _PROCESSING = {"uploaded": "RUNNING", "processed": "COMPLETED", "error": "INVALID_FORMAT"}
 
