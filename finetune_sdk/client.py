@@ -34,8 +34,8 @@ from .metrics import Metrics
 from .polling import Poller, PollSchedule
 from .providers.base import Capability, Provider, get_provider_class
 from .retry import RetryPolicy, create_exactly_once
-from .types import (ChatDelta, ChatResponse, Checkpoint, DatasetReport, Deployment, DeploySpec, Event, File,
-                    Hyperparameters, Job, JobSpec, ModelInfo)
+from .types import (IDEMPOTENCY_KEY, REQUEST_DIGEST_KEY, ChatDelta, ChatResponse, Checkpoint, DatasetReport,
+                    Deployment, DeploySpec, Event, File, Hyperparameters, Job, JobSpec, ModelInfo)
 from .waiting import Waiter
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,10 +46,6 @@ __all__ = ["FineTuneClient", "IDEMPOTENCY_KEY", "REQUEST_DIGEST_KEY"]
 
 _log = get_logger(__name__)
 
-#: The metadata key under which a job's idempotency key is stored (visible in the provider's UI).
-IDEMPOTENCY_KEY = "finetune_idempotency_key"
-#: The metadata key holding a digest of what was asked for, so that a reused key is checked.
-REQUEST_DIGEST_KEY = "finetune_request_digest"
 
 
 def _digest(path: Path) -> str:
@@ -201,7 +197,8 @@ class Jobs:
     @staticmethod
     def _reuse(job: Job, key: str, digest: str) -> Job:
         recorded = job.metadata.get(REQUEST_DIGEST_KEY)
-        if recorded is not None and recorded != digest:
+        # A provider that cannot store metadata keeps only a prefix of the digest (Together: in the suffix).
+        if recorded is not None and not (recorded and digest.startswith(recorded)):
             raise IdempotencyError(f"The idempotency key {key!r} was already used for job {job.id}, created with "
                                    f"different arguments (model, data, method, hyperparameters, suffix, seed or "
                                    f"metadata). Use a new key for a new job.", job=job)
@@ -312,7 +309,7 @@ class Deployments:
         an ARM deployment, waited on until provisioned."""
         if isinstance(target, Job):
             job = target
-        elif isinstance(target, str) and target.startswith("ftjob-"):
+        elif isinstance(target, str) and self._c.provider.looks_like_job_id(target):
             job = self._c.jobs.get(target)
         else:
             job = None

@@ -14,6 +14,8 @@ from typing import Any, Literal, overload
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "IDEMPOTENCY_KEY",
+    "REQUEST_DIGEST_KEY",
     "JobStatus",
     "EventKind",
     "Method",
@@ -38,6 +40,13 @@ __all__ = [
     "Estimate",
     "DatasetReport",
 ]
+
+
+#: The metadata key under which a job's idempotency key is stored (visible in the provider's UI).
+IDEMPOTENCY_KEY = "finetune_idempotency_key"
+#: The metadata key holding a digest of what was asked for, so that a reused key is checked.
+#: A provider that cannot store metadata may give back a prefix of the digest.
+REQUEST_DIGEST_KEY = "finetune_request_digest"
 
 
 class _Model(BaseModel):

@@ -23,13 +23,15 @@ import copy
 import json
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-__all__ = ["SPECS", "WireRecorder", "wire", "openapi", "validator", "azure_example", "schema_for", "shape_problems"]
+__all__ = ["SPECS", "WireRecorder", "wire", "openapi", "validator", "azure_example", "schema_for", "shape_problems",
+           "OpenAPISpec", "Dialect", "OPENAI"]
 
 SPECS = Path(__file__).resolve().parents[1].parent / "shared" / "specs"
 OPENAPI_FILE = SPECS / "openai-openapi.yaml"
@@ -37,31 +39,12 @@ AZURE_AUTHORING = SPECS / "azure-authoring-2025-04-01-preview-examples"
 AZURE_MGMT = SPECS / "azure-mgmt-2024-10-01-examples"
 
 
-def _require_specs() -> None:
-    missing = [p for p in (OPENAPI_FILE, AZURE_AUTHORING, AZURE_MGMT) if not p.exists()]
+def _require_specs(*paths: Path) -> None:
+    missing = [p for p in (paths or (OPENAPI_FILE, AZURE_AUTHORING, AZURE_MGMT)) if not p.exists()]
     if missing:
         pytest.skip(f"../shared/specs is absent: wire-conformance tests need {', '.join(str(p) for p in missing)} "
-                    f"(the public OpenAI OpenAPI description and the Azure example files; see "
+                    f"(the public OpenAPI descriptions and the Azure example files; see "
                     f"../shared/specs/README.md)")
-
-
-# ---------------------------------------------------------------------------- the OpenAI description
-_SPEC: dict[str, Any] | None = None
-_COMPONENTS: dict[str, Any] | None = None
-_VALIDATORS: dict[str, Any] = {}
-
-
-def openapi() -> dict[str, Any]:
-    """The OpenAI OpenAPI description, parsed once per test session."""
-    global _SPEC
-    _require_specs()
-    if _SPEC is None:
-        import yaml
-
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        with open(OPENAPI_FILE, "rb") as fh:
-            _SPEC = yaml.load(fh, Loader=loader)
-    return _SPEC
 
 
 def _as_json_schema(node: Any) -> Any:
@@ -101,44 +84,97 @@ def _as_json_schema(node: Any) -> Any:
     return out
 
 
+class OpenAPISpec:
+    """One OpenAPI description: parsed once, its components turned into JSON Schema with the
+    documented ``patch`` applied, and a cached Draft 2020-12 validator per schema."""
+
+    def __init__(self, path: Path, patch: Callable[[dict[str, Any]], None] = lambda schemas: None) -> None:
+        self.path = path
+        self.patch = patch
+        self._document: dict[str, Any] | None = None
+        self._components: dict[str, Any] | None = None
+        self._validators: dict[str, Any] = {}
+
+    def document(self) -> dict[str, Any]:
+        _require_specs(self.path)
+        if self._document is None:
+            import yaml
+
+            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+            with open(self.path, "rb") as fh:
+                self._document = yaml.load(fh, Loader=loader)
+        return self._document
+
+    def components(self) -> dict[str, Any]:
+        if self._components is None:
+            comps = _as_json_schema(copy.deepcopy(self.document()["components"]))
+            self.patch(comps["schemas"])
+            self._components = comps
+        return self._components
+
+    def validator(self, name: str) -> Any:
+        """A validator for ``#/components/schemas/{name}``, or for an inline schema named by a
+        JSON pointer into the document (``#/paths/...``)."""
+        from jsonschema import Draft202012Validator
+
+        if name not in self._validators:
+            if name.startswith("#/"):
+                node: Any = self.document()
+                for part in name[2:].split("/"):
+                    node = node[part.replace("~1", "/").replace("~0", "~")]
+                schema = {**_as_json_schema(copy.deepcopy(node)), "components": self.components()}
+            else:
+                schema = {"$ref": f"#/components/schemas/{name}", "components": self.components()}
+            self._validators[name] = Draft202012Validator(schema)
+        return self._validators[name]
+
+    def problems(self, name: str, body: Any) -> list[str]:
+        out = []
+        for err in sorted(self.validator(name).iter_errors(body), key=lambda e: list(e.absolute_path)):
+            where = "/".join(str(p) for p in err.absolute_path) or "(root)"
+            out.append(f"{name.rsplit('/', 1)[-1] if name.startswith('#/') else name} at {where}: "
+                       f"{err.message[:300]}")
+        return out
+
+
+def _patch_openai(schemas: dict[str, Any]) -> None:
+    """The documented patches of the OpenAI description."""
+    # PATCH 1: FineTuningJob.status lacks "paused", yet the spec's own pause example
+    # (POST /fine_tuning/jobs/{id}/pause) returns "status": "paused", and the service does
+    # pause jobs (hosted-apis.md §1.4). Treat it as a documented state.
+    status = schemas["FineTuningJob"]["properties"]["status"]
+    if "paused" not in status["enum"]:
+        status["enum"] = [*status["enum"], "paused"]
+    # PATCH 2: ListFilesResponse requires first_id/last_id as strings, which an empty page
+    # cannot have; the service answers null there, and the SDK's cursor page types them
+    # Optional (openai/pagination.py). Allow null.
+    for key in ("first_id", "last_id"):
+        prop = schemas["ListFilesResponse"]["properties"][key]
+        schemas["ListFilesResponse"]["properties"][key] = {"anyOf": [prop, {"type": "null"}]}
+
+
+#: The OpenAI description (the module-level helpers below are its methods).
+OPENAI = OpenAPISpec(OPENAPI_FILE, _patch_openai)
+
+
+def openapi() -> dict[str, Any]:
+    """The OpenAI OpenAPI description, parsed once per test session."""
+    _require_specs()
+    return OPENAI.document()
+
+
 def components() -> dict[str, Any]:
-    """``components`` of the description, as JSON Schema, with the documented patches applied."""
-    global _COMPONENTS
-    if _COMPONENTS is None:
-        comps = _as_json_schema(copy.deepcopy(openapi()["components"]))
-        schemas = comps["schemas"]
-        # PATCH 1: FineTuningJob.status lacks "paused", yet the spec's own pause example
-        # (POST /fine_tuning/jobs/{id}/pause) returns "status": "paused", and the service does
-        # pause jobs (hosted-apis.md §1.4). Treat it as a documented state.
-        status = schemas["FineTuningJob"]["properties"]["status"]
-        if "paused" not in status["enum"]:
-            status["enum"] = [*status["enum"], "paused"]
-        # PATCH 2: ListFilesResponse requires first_id/last_id as strings, which an empty page
-        # cannot have; the service answers null there, and the SDK's cursor page types them
-        # Optional (openai/pagination.py). Allow null.
-        for key in ("first_id", "last_id"):
-            prop = schemas["ListFilesResponse"]["properties"][key]
-            schemas["ListFilesResponse"]["properties"][key] = {"anyOf": [prop, {"type": "null"}]}
-        _COMPONENTS = comps
-    return _COMPONENTS
+    """``components`` of the OpenAI description, as JSON Schema, with the documented patches applied."""
+    return OPENAI.components()
 
 
 def validator(name: str) -> Any:
-    """A Draft 2020-12 validator for ``#/components/schemas/{name}`` (cached)."""
-    from jsonschema import Draft202012Validator
-
-    if name not in _VALIDATORS:
-        schema = {"$ref": f"#/components/schemas/{name}", "components": components()}
-        _VALIDATORS[name] = Draft202012Validator(schema)
-    return _VALIDATORS[name]
+    """A Draft 2020-12 validator for ``#/components/schemas/{name}`` of the OpenAI description (cached)."""
+    return OPENAI.validator(name)
 
 
 def schema_problems(name: str, body: Any) -> list[str]:
-    problems = []
-    for err in sorted(validator(name).iter_errors(body), key=lambda e: list(e.absolute_path)):
-        where = "/".join(str(p) for p in err.absolute_path) or "(root)"
-        problems.append(f"{name} at {where}: {err.message[:300]}")
-    return problems
+    return OPENAI.problems(name, body)
 
 
 # (method, path below /v1) -> response schema. Streams use CreateChatCompletionStreamResponse per chunk.
@@ -372,14 +408,34 @@ class _TeeStream(httpx.SyncByteStream):
                 self._on_close(bytes(self._buffer))
 
 
-class WireRecorder:
-    """Checks every emulator response an httpx client receives; see the module docstring."""
+@dataclass(frozen=True)
+class Dialect:
+    """Another API the recorder checks: responses whose path starts with ``prefix`` (its
+    paths are given below the prefix to each check)."""
 
-    def __init__(self) -> None:
+    prefix: str
+    json: Callable[[str, str, int, Any], tuple[str, list[str]]]  # (method, path, status, body) -> (schema, problems)
+    chunk: Callable[[Any], tuple[str, list[str]]]  # one chunk of a stream -> (schema, problems)
+    empty_ok: Callable[[str, str, int], bool]  # an empty body is the answer (a 302, a 204)
+    binary_ok: Callable[[str, str, int], bool]  # a non-JSON body is the answer (file content)
+
+
+class WireRecorder:
+    """Checks every emulator response an httpx client receives; see the module docstring.
+    ``dialects`` adds APIs beyond OpenAI's and Azure's."""
+
+    def __init__(self, dialects: tuple[Dialect, ...] = ()) -> None:
         _require_specs()
         components()  # load and patch once, up front
+        self.dialects = dialects
         self.failures: list[str] = []
         self.checked: list[str] = []  # "METHOD /path -> STATUS schema" of everything validated
+
+    def _dialect(self, path: str) -> tuple[Dialect, str] | None:
+        for d in self.dialects:
+            if path.startswith(d.prefix):
+                return d, path[len(d.prefix):]
+        return None
 
     # -- wiring
     def http_client(self, **kwargs: Any) -> httpx.Client:
@@ -413,6 +469,12 @@ class WireRecorder:
     # -- checks
     def check(self, method: str, path: str, status: int, body: Any, *, label: str | None = None) -> None:
         label = label or f"{method} {path} -> {status}"
+        found = self._dialect(path)
+        if found is not None:
+            name, problems = found[0].json(method, found[1], status, body)
+            self.checked.append(f"{label} {name}")
+            self.failures += [f"{label}: {p}" for p in problems]
+            return
         if path.startswith("/v1/") or path == "/v1":
             problems = self._check_openai(method, path[3:], status, body, label)
         elif path.startswith(("/openai/", "/subscriptions/")):
@@ -449,12 +511,22 @@ class WireRecorder:
         return ["no Azure shape is mapped for this route (add it to AZURE_ROUTES)"]
 
     def _check_empty(self, label: str, method: str, path: str, status: int) -> None:
+        found = self._dialect(path)
+        if found is not None:
+            if not found[0].empty_ok(method, found[1], status):
+                self.failures.append(f"{label}: empty body")
+            return
         if status in (204, 304) or (method == "DELETE" and path.startswith("/subscriptions/") and status == 200):
             return
         if path.startswith(("/v1/", "/openai/", "/subscriptions/")):
             self.failures.append(f"{label}: empty body")
 
     def _check_binary(self, label: str, method: str, path: str, status: int) -> None:
+        found = self._dialect(path)
+        if found is not None:
+            if not found[0].binary_ok(method, found[1], status):
+                self.failures.append(f"{label}: a non-JSON body where JSON was expected")
+            return
         if status < 400 and path.endswith("/content") and method == "GET":
             return
         if path.startswith(("/v1/", "/openai/", "/subscriptions/")):
@@ -471,9 +543,14 @@ class WireRecorder:
             except ValueError as exc:
                 self.failures.append(f"{label}: SSE chunk {i} is not JSON ({exc})")
                 continue
-            name = ERROR_SCHEMA if isinstance(chunk, dict) and "error" in chunk else STREAM_CHUNK_SCHEMA
+            found = self._dialect(path)
+            if found is not None:
+                name, problems = found[0].chunk(chunk)
+            else:
+                name = ERROR_SCHEMA if isinstance(chunk, dict) and "error" in chunk else STREAM_CHUNK_SCHEMA
+                problems = schema_problems(name, chunk)
             self.checked.append(f"{label} chunk {i} {name}")
-            self.failures += [f"{label}: chunk {i}: {p}" for p in schema_problems(name, chunk)]
+            self.failures += [f"{label}: chunk {i}: {p}" for p in problems]
 
     def assert_clean(self) -> None:
         if self.failures:

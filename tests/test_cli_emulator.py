@@ -1,6 +1,7 @@
 """A newcomer's path, all from the command line: start ``finetune emulator``, paste the
 profiles it prints into finetune.toml, export the secrets it prints, then train, wait,
-deploy and chat — on OpenAI and on Azure (ARM deployment included) — as real subprocesses.
+deploy and chat — on OpenAI, on Azure (ARM deployment included) and on Together (serverless
+and a dedicated endpoint) — as real subprocesses.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class Running:
 
 @pytest.fixture(scope="module")
 def running() -> Iterator[Running]:
-    proc = subprocess.Popen([sys.executable, "-m", "finetune_sdk", "emulator", "--port", "0", "--speed", "200"],
+    proc = subprocess.Popen([sys.executable, "-m", "finetune_sdk", "emulator", "--port", "0", "--speed", "200",
+                             "--dialect", "openai,azure,together"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     banner = ""
@@ -57,13 +59,14 @@ def finetune(tmp_path: Path, running: Running, *args: str) -> subprocess.Complet
 
 
 def test_the_banner_has_a_profile_per_dialect_and_no_secret_in_it(running: Running) -> None:
-    assert "[profiles.emulator-openai]" in running.toml and "[profiles.emulator-azure]" in running.toml
-    assert set(running.env) == {"OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "AZURE_ARM_TOKEN"}
+    for name in ("openai", "azure", "together"):
+        assert f"[profiles.emulator-{name}]" in running.toml
+    assert set(running.env) == {"OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "AZURE_ARM_TOKEN", "TOGETHER_API_KEY"}
     for secret in running.env.values():
         assert secret not in running.toml
 
 
-@pytest.mark.parametrize("profile", ["emulator-openai", "emulator-azure"])
+@pytest.mark.parametrize("profile", ["emulator-openai", "emulator-azure", "emulator-together"])
 def test_train_wait_deploy_chat_from_the_cli(tmp_path: Path, running: Running, profile: str) -> None:
     (tmp_path / "finetune.toml").write_text(running.toml)
     train = str(dataset_path("contacts", "train"))
@@ -89,7 +92,31 @@ def test_train_wait_deploy_chat_from_the_cli(tmp_path: Path, running: Running, p
     assert reply.stdout.startswith("Fine-tuned model")
 
     shown = finetune(tmp_path, running, "jobs", "show", job_id)
-    assert shown.returncode == 0 and "succeeded (succeeded)" in shown.stdout
+    assert shown.returncode == 0 and f"succeeded ({job['raw_status']})" in shown.stdout
+
+
+def test_together_trains_and_waits_in_one_command_then_deploys_an_endpoint(tmp_path: Path, running: Running) -> None:
+    """A base Together serves no LoRA fine-tunes of without an endpoint: deploy starts a dedicated one."""
+    (tmp_path / "finetune.toml").write_text(running.toml)
+    train = str(dataset_path("contacts", "train"))
+    trained = finetune(tmp_path, running, "train", train, "--profile", "emulator-together", "--model", "Qwen/Qwen3-8B",
+                       "--epochs", "1", "--wait", "--json")
+    assert trained.returncode == 0, trained.stderr
+    job = json.loads(trained.stdout)
+    assert job["status"] == "succeeded" and job["raw_status"] == "completed" and job["id"].startswith("ft-")
+
+    deployed = finetune(tmp_path, running, "deploy", job["id"], "--name", "cli-dedicated")
+    assert deployed.returncode == 0, deployed.stderr
+    assert "(STARTED)" in deployed.stdout
+    endpoint_name = deployed.stdout.split("finetune chat ", 1)[1].split(" ", 1)[0]
+    reply = finetune(tmp_path, running, "chat", endpoint_name, "Maria is 34.", "--profile", "emulator-together")
+    assert reply.returncode == 0, reply.stderr
+    assert reply.stdout.startswith("Fine-tuned model")
+
+    listed = finetune(tmp_path, running, "deployments", "list", "--profile", "emulator-together", "--json")
+    endpoint = next(d for d in json.loads(listed.stdout) if d["model"] == job["fine_tuned_model"])
+    deleted = finetune(tmp_path, running, "deployments", "delete", endpoint["name"], "--profile", "emulator-together")
+    assert deleted.returncode == 0, deleted.stderr
 
 
 def test_a_wrong_profile_is_a_usage_error(tmp_path: Path, running: Running) -> None:

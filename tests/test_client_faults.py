@@ -31,8 +31,11 @@ ROUTES: dict[str, dict[str, str]] = {
                "upload": "POST /v1/files", "file": "GET /v1/files/*"},
     "azure": {"create": "POST /openai/fine_tuning/jobs", "read": "GET /openai/fine_tuning/jobs*",
               "upload": "POST /openai/files", "file": "GET /openai/files/*"},
+    "together": {"create": "POST /together/v1/fine-tunes", "read": "GET /together/v1/fine-tunes*",
+                 "upload": "POST /together/v1/files", "file": "GET /together/v1/files/*"},
 }
-BASE_MODELS = {"openai": "gpt-4o-mini-2024-07-18", "azure": "gpt-4o-mini-2024-07-18"}
+BASE_MODELS = {"openai": "gpt-4o-mini-2024-07-18", "azure": "gpt-4o-mini-2024-07-18",
+               "together": "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"}
 
 
 def fault_rules(provider: str) -> list[dict]:
@@ -66,6 +69,7 @@ def make_client(emu: Emulator, provider: str) -> FineTuneClient:
 def one_run(emu: Emulator, provider: str, seed: int) -> None:
     server = emu.backends[provider]
     client = make_client(emu, provider)
+    before = len(server.list_jobs())
     try:
         plan = emu.set_faults(FaultPlan.parse(fault_rules(provider), seed=seed))
         job = client.jobs.create(training_file=dataset_path("contacts", "train"), hyperparameters={"n_epochs": 1},
@@ -73,9 +77,10 @@ def one_run(emu: Emulator, provider: str, seed: int) -> None:
         key = job.metadata[IDEMPOTENCY_KEY]
         events = list(client.jobs.follow(job.id))
         emu.set_faults(None)
-        created = server.list_jobs(metadata={IDEMPOTENCY_KEY: key})
-        assert len(created) == 1, f"seed {seed}: {len(created)} jobs for one create call"
-        assert created[0].id == job.id
+        assert len(server.list_jobs()) - before == 1, f"seed {seed}: more than one job for one create call"
+        # Found by its key the way the provider finds it (Together keeps the key in the suffix, not metadata).
+        created = client.jobs.list(metadata={IDEMPOTENCY_KEY: key})
+        assert [j.id for j in created] == [job.id], f"seed {seed}: {len(created)} jobs carry the key"
         truth = [e.id for e in server.list_events(job.id)]
         assert [e.id for e in events] == truth, f"seed {seed}: event stream has gaps, repeats or disorder"
         assert server.get_job(job.id).status is JobStatus.SUCCEEDED
@@ -139,6 +144,25 @@ def test_a_create_that_may_have_run_is_looked_up_then_made_once(emu: Emulator, k
     # lost: the job exists and the lookup finds it; the others: the lookup finds nothing, one more create.
     creates = 1 if kind == "lost" else 2
     assert plan is not None and plan.requests == {f"POST {JOBS}": creates, f"GET {JOBS}": 1}
+
+
+@pytest.mark.parametrize("provider", ["azure", "together"])
+@pytest.mark.parametrize("kind, creates, lookups", [("lost", 1, 1), ("drop", 2, 1), ("500", 2, 1), ("502", 2, 1),
+                                                    ("503", 2, 1), ("429", 2, 0)])
+def test_one_create_under_each_fault_costs_what_it_must(emu: Emulator, provider: str, kind: str, creates: int,
+                                                        lookups: int) -> None:
+    """Per fault kind, the requests one create makes on the other hosted providers: a lookup of
+    the key only after a failure that may have created the job, and exactly one job."""
+    client = make_client(emu, provider)
+    file_id = uploaded(client, emu)
+    server = emu.backends[provider]
+    before = len(server.list_jobs())
+    create, read = ROUTES[provider]["create"], ROUTES[provider]["read"].rstrip("*")
+    plan = emu.set_faults(f"{create}: {kind}, ok")
+    job = client.jobs.create(training_file=file_id, suffix=f"once-{kind}")
+    emu.set_faults(None)
+    assert len(server.list_jobs()) - before == 1 and server.get_job(job.id)
+    assert plan is not None and plan.requests == {create: creates, **({read: lookups} if lookups else {})}
 
 
 def test_a_failed_lookup_is_retried_before_creating_again(emu: Emulator) -> None:

@@ -843,6 +843,7 @@ def _fuzz_app() -> Any:
         # FastAPI warns about the duplicate operation id of the GET+POST checkpoint-permissions route.
         warnings.simplefilter("ignore", UserWarning)
         app = create_app(openai=SimulatedProvider(), azure=SimulatedProvider(SimulatedSettings(flavor="azure")),
+                         dialects={"together": SimulatedProvider(SimulatedSettings(flavor="together"))},
                          config=ServerConfig(api_key=None))
         app.openapi()
     return app
@@ -892,6 +893,6 @@ def test_openapi_document_is_served() -> None:
     assert r.status_code == 200
     doc = r.json()
     paths = doc["paths"]
-    for p in ("/v1/fine_tuning/jobs", "/v1/files", "/openai/fine_tuning/jobs", "/health"):
+    for p in ("/v1/fine_tuning/jobs", "/v1/files", "/openai/fine_tuning/jobs", "/together/v1/fine-tunes", "/health"):
         assert p in paths
     assert not any(p.startswith("/_emulator") for p in paths)

@@ -2,8 +2,9 @@
 no table knows: it is surfaced as ``unknown`` with its raw value, never taken for another.
 
 The expected tables are written out here from the services' documentation
-(../shared/reference/hosted-apis.md §1.4 and §3.3) and the local job process, independently
-of the providers' code: a row added, removed or changed there fails here.
+(../shared/reference/hosted-apis.md §1.4 and §3.3, together-fireworks.md §A4 and Part C) and
+the local job process, independently of the providers' code: a row added, removed or
+changed there fails here.
 """
 
 from __future__ import annotations
@@ -28,9 +29,14 @@ EXPECTED: dict[str, dict[str, JobStatus]] = {
     # Azure's FineTuningState (2025-04-01-preview).
     "azure": {"created": Q, "pending": Q, "running": R, "pausing": R, "paused": P, "resuming": R, "succeeded": S,
               "failed": F, "cancelled": C},
-    # The emulator answers with both services' words.
+    # Together's FinetuneJobStatus, plus user_error (its SDKs' enum). cancel_requested is not
+    # terminal (the job is still stopping); compressing and uploading write the weights.
+    "together": {"pending": Q, "queued": Q, "running": R, "compressing": R, "uploading": R, "cancel_requested": R,
+                 "completed": S, "error": F, "user_error": F, "cancelled": C},
+    # The emulator answers with every service's words (a word two services share means the same).
     "simulated": {"validating_files": V, "pending": Q, "queued": Q, "running": R, "pausing": R, "paused": P,
-                  "succeeded": S, "failed": F, "cancelled": C},
+                  "succeeded": S, "failed": F, "cancelled": C, "cancel_requested": R, "uploading": R,
+                  "completed": S, "error": F},
     # What the local job process writes to job.json.
     "local": {"validating": V, "queued": Q, "running": R, "paused": P, "succeeded": S, "failed": F, "cancelled": C},
 }

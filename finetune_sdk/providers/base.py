@@ -135,6 +135,11 @@ class Provider(Generic[S]):
         with a chat template of its own (local models); None otherwise."""
         return None
 
+    def looks_like_job_id(self, value: str) -> bool:
+        """Whether ``value`` is shaped like one of this backend's job ids (so that
+        ``deployments.create("<id>")`` deploys that job's model rather than a model of that name)."""
+        return value.startswith("ftjob-")
+
     def supports(self, capability: Capability) -> bool:
         return capability in self.capabilities
 

@@ -130,17 +130,23 @@ class Transport:
     def url(self, path: str) -> str:
         return path if path.startswith(("http://", "https://")) else self.base_url + path
 
-    def _build(self, method: str, path: str, *, params: Mapping[str, Any] | None, **kwargs: Any) -> httpx.Request:
-        merged = {**self.params(), **(params or {})}
+    def _build(self, method: str, path: str, *, params: Mapping[str, Any] | None, presigned: bool = False,
+               **kwargs: Any) -> httpx.Request:
+        # A presigned URL carries its own authorisation: our credentials must not travel to it
+        # (object stores also refuse a request that is authorised twice).
+        merged = {**({} if presigned else self.params()), **(params or {})}
         return self.client.build_request(method, self.url(path), params=merged or None,
-                                         headers=dict(self.headers()), timeout=self.timeout, **kwargs)
+                                         headers={} if presigned else dict(self.headers()), timeout=self.timeout,
+                                         **kwargs)
 
     def _send(self, method: str, path: str, *, params: Mapping[str, Any] | None, stream: bool,
-              ok_statuses: tuple[int, ...], what: str, **kwargs: Any) -> httpx.Response:
-        request = self._build(method, path, params=params, **kwargs)
-        _log.debug("%s: %s %s", self.provider, method, path)
+              ok_statuses: tuple[int, ...], what: str, presigned: bool = False,
+              follow_redirects: bool | None = None, **kwargs: Any) -> httpx.Response:
+        request = self._build(method, path, params=params, presigned=presigned, **kwargs)
+        _log.debug("%s: %s %s", self.provider, method, path if not presigned else path.split("?", 1)[0])
+        options: dict[str, Any] = {} if follow_redirects is None else {"follow_redirects": follow_redirects}
         try:
-            response = self.client.send(request, stream=stream)
+            response = self.client.send(request, stream=stream, **options)
         except httpx.HTTPError as exc:
             raise error_from_exception(exc, self.provider, what) from None
         if response.status_code >= 400 and response.status_code not in ok_statuses:
@@ -154,8 +160,11 @@ class Transport:
                 ok_statuses: tuple[int, ...] = (), describe: str | None = None, **kwargs: Any) -> httpx.Response:
         """Send one request under the retry policy; raise the SDK's error for a failure.
 
-        ``kwargs`` go to httpx (``json``, ``files``, ``data``, ``content``). Statuses in
-        ``ok_statuses`` are returned instead of raised (e.g. a 404 on DELETE).
+        ``kwargs`` go to httpx (``json``, ``files``, ``data``, ``content``), and may say
+        ``presigned=True`` (an absolute URL the service handed out: sent without our auth
+        headers and default parameters) and ``follow_redirects=False`` (a redirect is the
+        answer, e.g. an upload URL in ``Location``). Statuses in ``ok_statuses`` are
+        returned instead of raised (e.g. a 404 on DELETE).
         """
         what = describe or f"{method} {path}"
 
@@ -229,10 +238,14 @@ class Transport:
                             finish_reason=choice.get("finish_reason"), usage=_usage(raw.get("usage")),
                             tool_calls=list(message.get("tool_calls") or []), raw=raw)
 
-    def chat_stream(self, path: str, body: dict[str, Any], *, model: str) -> Iterator[ChatDelta]:
-        """Stream a chat completion: content deltas, then one delta with the finish reason and usage."""
+    def chat_stream(self, path: str, body: dict[str, Any], *, model: str,
+                    ask_usage: bool = True) -> Iterator[ChatDelta]:
+        """Stream a chat completion: content deltas, then one delta with the finish reason and usage.
+
+        ``ask_usage``: send OpenAI's ``stream_options.include_usage`` (APIs that do not know
+        it report usage in their last chunk unasked)."""
         finish, usage = None, None
-        payload = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        payload = {**body, "stream": True, **({"stream_options": {"include_usage": True}} if ask_usage else {})}
         for chunk in self.stream("POST", path, json_body=payload, describe=f"chatting with {model}"):
             if chunk.get("usage"):
                 usage = _usage(chunk["usage"])

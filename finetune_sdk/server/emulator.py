@@ -236,7 +236,8 @@ class Emulator:
 
     @property
     def together_base_url(self) -> str:
-        """For ``together.Together(base_url=...)``; stands in for https://api.together.xyz/v1."""
+        """Stands in for https://api.together.xyz/v1: the ``base_url`` of finetune-sdk's together
+        provider. (Together's own SDK puts ``/v1`` in its paths: see :meth:`together_client`.)"""
         return f"{self.base_url}/together/v1"
 
     @property
@@ -255,6 +256,12 @@ class Emulator:
         import openai
 
         return openai.OpenAI(base_url=self.openai_base_url, api_key=self.api_key, **kwargs)
+
+    def together_client(self, **kwargs: Any) -> Any:
+        """Together's official client (``together.Together``) pointed at this emulator."""
+        import together
+
+        return together.Together(api_key=self.api_key, base_url=f"{self.base_url}/together", **kwargs)
 
     def credential(self) -> StaticTokenCredential:
         """A TokenCredential giving this emulator's Entra token and ARM token."""

@@ -10,7 +10,7 @@ __all__ = ["BodyLimitMiddleware"]
 
 
 class BodyLimitMiddleware:
-    """Rejects bodies over the limit (multipart uploads get a larger one).
+    """Rejects bodies over the limit (uploads, multipart or PUT, get a larger one).
 
     With a ``content-length`` the check happens before reading anything; chunked bodies
     are counted as they arrive and cut off at the limit.
@@ -44,7 +44,10 @@ class BodyLimitMiddleware:
             return
         headers = dict(scope.get("headers") or [])
         content_type = headers.get(b"content-type", b"").decode("latin-1").lower()
-        limit = self.max_upload if content_type.startswith("multipart/") else self.max_json
+        # Raw bytes PUT to an upload URL (Together's two-step upload) are an upload too.
+        upload = content_type.startswith("multipart/") or (scope["method"] == "PUT" and
+                                                           not content_type.startswith("application/json"))
+        limit = self.max_upload if upload else self.max_json
         length = headers.get(b"content-length")
         if length is not None:
             try:

@@ -58,6 +58,7 @@ class SimTimings:
     step: float = 2.0
     finalize: float = 5.0
     pausing: float = 3.0
+    cancelling: float = 3.0
     deploy_accepted: float = 2.0
     deploy_creating: float = 10.0
     deploy_warmup: float = 30.0

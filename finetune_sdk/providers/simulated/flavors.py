@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ...data import catalog
 
 __all__ = ["Flavor", "FLAVORS", "PHASES", "OPENAI", "AZURE"]
 
-#: The phases of a simulated job, in order; a flavor gives each its raw status word.
-PHASES = ("validating", "queued", "running", "pausing", "paused", "finalizing", "succeeded", "failed", "cancelled")
+#: The phases of a simulated job, in order; a flavor gives each it can reach its raw status word.
+PHASES = ("validating", "queued", "running", "pausing", "paused", "cancelling", "finalizing", "succeeded", "failed",
+          "cancelled")
 
+_ARM_STATES = {"accepted": "Accepted", "creating": "Creating", "succeeded": "Succeeded"}
 _ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
@@ -34,7 +36,13 @@ def alnum_id(prefix: str, length: int = 24) -> Callable[[random.Random], str]:
 @dataclass(frozen=True)
 class Flavor:
     """One imitated service's vocabulary. ``messages`` maps a moment of a job's life to the
-    event text the service writes then (an empty string: the service writes none)."""
+    event text the service writes then (an empty string: the service writes none), and
+    ``event_types`` to the event type word it files that event under (services that type
+    their events).
+
+    Moments: created, validated, started, pausing, paused, resumed, cancel_requested,
+    cancelled, checkpoint, trained (the last step is done), model_created, succeeded,
+    failed, step (a metrics event)."""
 
     name: str
     fine_tunable: tuple[str, ...]
@@ -47,17 +55,29 @@ class Flavor:
     messages: Mapping[str, str]
     ft_name: Callable[[str, str | None, str, str], str]  # (base model, suffix, job id, organization)
     is_fine_tune: Callable[[str], bool]
-    results_file: str
+    results_file: str | None  # None: the service keeps no result file
     results_columns: tuple[tuple[str, str], ...]  # (CSV column, MetricPoint field)
     model_error: str = "Model {model} is not available for fine-tuning or does not exist."
+    pausable: bool = True  # the service can pause and resume a job
     gradual_pause: bool = False  # pausing -> paused takes a while (Azure)
     pause_needs_a_step: bool = False  # only a job that trained at least one step can pause (Azure)
+    gradual_cancel: bool = False  # cancelling -> cancelled takes a while (Together's cancel_requested)
+    step_events: bool = True  # one metrics event per step (services without one publish metrics elsewhere)
+    event_types: Mapping[str, str] = field(default_factory=dict)
+    #: Words of a deployment's provisioning states: accepted, creating, succeeded (default: ARM's).
+    deployment_states: Mapping[str, str] = field(default_factory=lambda: dict(_ARM_STATES))
+    #: Base models whose fine-tunes answer chat without a deployment (None: every fine-tune does).
+    serves_fine_tunes_of: tuple[str, ...] | None = None
     base_model_of: Callable[[str], str] = catalog.base_model_of
 
     def __post_init__(self) -> None:
-        missing = [p for p in PHASES if p not in self.raw]
+        optional = {"pausing", "paused"} if not self.pausable else set()
+        optional |= {"cancelling"} if not self.gradual_cancel else set()
+        missing = [p for p in PHASES if p not in self.raw and p not in optional]
         if missing:
             raise ValueError(f"flavor {self.name}: no raw status for {', '.join(missing)}")
+        if set(self.deployment_states) != set(_ARM_STATES):
+            raise ValueError(f"flavor {self.name}: deployment_states needs exactly {', '.join(_ARM_STATES)}")
 
     def message(self, moment: str, **values: object) -> str:
         return self.messages.get(moment, "").format(**values)

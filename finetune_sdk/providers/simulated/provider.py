@@ -40,8 +40,22 @@ from .flavors import FLAVORS, PHASES, Flavor
 __all__ = ["SimulatedSettings", "SimulatedProvider"]
 
 _PHASE_STATUS = {"validating": JobStatus.VALIDATING, "queued": JobStatus.QUEUED, "running": JobStatus.RUNNING,
-                 "pausing": JobStatus.RUNNING, "paused": JobStatus.PAUSED, "finalizing": JobStatus.RUNNING,
-                 "succeeded": JobStatus.SUCCEEDED, "failed": JobStatus.FAILED, "cancelled": JobStatus.CANCELLED}
+                 "pausing": JobStatus.RUNNING, "paused": JobStatus.PAUSED, "cancelling": JobStatus.RUNNING,
+                 "finalizing": JobStatus.RUNNING, "succeeded": JobStatus.SUCCEEDED, "failed": JobStatus.FAILED,
+                 "cancelled": JobStatus.CANCELLED}
+
+
+def _raw_words() -> dict[str, JobStatus]:
+    """Every flavor's raw words, each meaning what a client of that service takes it for. A
+    word several phases share (across flavors too) means the latest: Azure's "pending" is
+    queued, and so is Together's, which Together's own clients read as queued."""
+    latest: dict[str, int] = {}
+    for flavor in FLAVORS.values():
+        for index, phase in enumerate(PHASES):
+            word = flavor.raw.get(phase)
+            if word is not None:
+                latest[word.lower()] = max(index, latest.get(word.lower(), -1))
+    return {word: _PHASE_STATUS[PHASES[index]] for word, index in latest.items()}
 
 _CREATED = 1_700_000_000  # "created" of base models
 
@@ -85,12 +99,15 @@ class _JobRec:
     paused_at: float | None = None
     paused_total: float = 0.0
     finished_at: float | None = None
+    cancel_at: float | None = None
+    trained: bool = False
     fail_at_step: int | None = None
     fail_message: str = "The job failed due to an internal error."
     # What checking the files for this job's model and method found: "training_file"/"validation_file" -> problem.
     file_problems: dict[str, str] = field(default_factory=dict)
     error: JobError | None = None
     events: list[Event] = field(default_factory=list)
+    moments: dict[str, str] = field(default_factory=dict)  # event id -> the moment it records
     checkpoints: list[Checkpoint] = field(default_factory=list)
     metrics: list[MetricPoint] = field(default_factory=list)
     fine_tuned_model: str | None = None
@@ -120,10 +137,7 @@ class SimulatedProvider(Provider[SimulatedSettings]):
     name = "simulated"
     hosted = True
     capabilities = frozenset(Capability)
-    # The raw words of every flavor, each meaning what a client of that service takes it for (a
-    # word two phases share means the later one: Azure's "pending" is queued).
-    statuses: ClassVar[Mapping[str, JobStatus]] = {
-        flavor.raw[phase].lower(): _PHASE_STATUS[phase] for flavor in FLAVORS.values() for phase in PHASES}
+    statuses: ClassVar[Mapping[str, JobStatus]] = _raw_words()
     Settings = SimulatedSettings
 
     def __init__(self, settings: SimulatedSettings | None = None, *, clock: SimClock | None = None,
@@ -184,10 +198,18 @@ class SimulatedProvider(Provider[SimulatedSettings]):
             self._next_outcomes.append((at_step, message))
 
     # ------------------------------------------------------------------ files
-    def upload(self, path: Path, *, purpose: str = "fine-tune") -> File:
+    def new_file_id(self) -> str:
+        """An id for a file announced before its bytes arrive (an upload in two steps)."""
+        with self._lock:
+            return self.flavor.file_id(self._rng)
+
+    def upload(self, path: Path, *, purpose: str = "fine-tune", file_id: str | None = None) -> File:
+        """Store a file; ``file_id`` is one :meth:`new_file_id` handed out earlier."""
         path = Path(path)
         with self._lock:
-            fid = self.flavor.file_id(self._rng)
+            if file_id is not None and file_id in self._files:
+                raise ValueError(f"file {file_id} already exists")
+            fid = file_id or self.flavor.file_id(self._rng)
             now = self.clock.now()
             dest = self._dir / fid
         shutil.copyfile(path, dest)
@@ -299,7 +321,7 @@ class SimulatedProvider(Provider[SimulatedSettings]):
                           started_at=validated + self.timings.queue, file_problems=file_problems)
             if self._next_outcomes:
                 rec.fail_at_step, rec.fail_message = self._next_outcomes.pop(0)
-            self._event(rec, now, flavor.message("created", file=spec.training_file))
+            self._event(rec, now, flavor.message("created", file=spec.training_file), moment="created")
             self._jobs[job_id] = rec
             return self._to_job(rec)
 
@@ -337,8 +359,13 @@ class SimulatedProvider(Provider[SimulatedSettings]):
                 raise BadRequestError(f"Job {job_id} has already {self.raw_status(rec)}; it cannot be cancelled.",
                                       provider=self.name, status_code=400, code=self.flavor.codes["invalid_state"])
             now = self.clock.now()
-            rec.phase, rec.finished_at = "cancelled", now
-            self._event(rec, now, self.flavor.message("cancelled"), status=JobStatus.CANCELLED)
+            if self.flavor.gradual_cancel:
+                if rec.phase != "cancelling":  # asking twice changes nothing
+                    rec.phase, rec.cancel_at = "cancelling", now
+                    self._event(rec, now, self.flavor.message("cancel_requested"), moment="cancel_requested")
+            else:
+                rec.phase, rec.finished_at = "cancelled", now
+                self._event(rec, now, self.flavor.message("cancelled"), status=JobStatus.CANCELLED, moment="cancelled")
             return self._to_job(rec)
 
     def pause_job(self, job_id: str) -> Job:
@@ -346,6 +373,9 @@ class SimulatedProvider(Provider[SimulatedSettings]):
             rec = self._job(job_id)
             self._advance(rec)
             flavor = self.flavor
+            if not flavor.pausable:
+                raise BadRequestError(f"Job {job_id} cannot be paused: this service does not pause jobs.",
+                                      provider=self.name, status_code=400, code=flavor.codes["invalid_state"])
             if rec.phase != "running" or (flavor.pause_needs_a_step and rec.steps_done < 1):
                 raise BadRequestError(
                     f"Job {job_id} is {self.raw_status(rec)}; only running jobs"
@@ -355,10 +385,10 @@ class SimulatedProvider(Provider[SimulatedSettings]):
             rec.paused_at = now
             if flavor.gradual_pause:
                 rec.phase = "pausing"
-                self._event(rec, now, flavor.message("pausing"))
+                self._event(rec, now, flavor.message("pausing"), moment="pausing")
             else:
                 rec.phase = "paused"
-                self._event(rec, now, flavor.message("pausing"), status=JobStatus.PAUSED)
+                self._event(rec, now, flavor.message("pausing"), status=JobStatus.PAUSED, moment="pausing")
             return self._to_job(rec)
 
     def resume_job(self, job_id: str) -> Job:
@@ -372,7 +402,7 @@ class SimulatedProvider(Provider[SimulatedSettings]):
             rec.paused_total += now - rec.paused_at
             rec.paused_at = None
             rec.phase = "running"
-            self._event(rec, now, self.flavor.message("resumed"), status=JobStatus.RUNNING)
+            self._event(rec, now, self.flavor.message("resumed"), status=JobStatus.RUNNING, moment="resumed")
             return self._to_job(rec)
 
     def list_events(self, job_id: str, *, after: str | None = None) -> list[Event]:
@@ -384,6 +414,22 @@ class SimulatedProvider(Provider[SimulatedSettings]):
             ids = [e.id for e in events]
             events = events[ids.index(after) + 1:] if after in ids else events
         return events
+
+    def progress(self, job_id: str) -> tuple[int, int, int]:
+        """(steps done, total steps, steps per epoch) of a job."""
+        with self._lock:
+            rec = self._job(job_id)
+            self._advance(rec)
+            return rec.steps_done, rec.total_steps, rec.steps_per_epoch
+
+    def raw_event_types(self, job_id: str) -> dict[str, str]:
+        """Event id -> the type word this flavor files the event under (for services that
+        type their events; events of moments it gives no type are left out)."""
+        with self._lock:
+            rec = self._job(job_id)
+            self._advance(rec)
+            types = self.flavor.event_types
+            return {eid: types[moment] for eid, moment in rec.moments.items() if moment in types}
 
     def list_checkpoints(self, job_id: str) -> list[Checkpoint]:
         with self._lock:
@@ -398,7 +444,7 @@ class SimulatedProvider(Provider[SimulatedSettings]):
             return list(rec.metrics)
 
     # ------------------------------------------------------------------ the timeline
-    def _event(self, rec: _JobRec, at: float, message: str, *, level: str = "info",
+    def _event(self, rec: _JobRec, at: float, message: str, *, moment: str, level: str = "info",
                data: dict[str, Any] | None = None, status: JobStatus | None = None,
                checkpoint: int | None = None) -> None:
         """One event; its kind comes from what happened, never from the message text. A
@@ -410,16 +456,23 @@ class SimulatedProvider(Provider[SimulatedSettings]):
         payload = data or ({"status": status.value} if status else {"step": checkpoint} if checkpoint else {})
         rec.events.append(Event(id=eid, created_at=from_timestamp(at), level=level, message=message,  # type: ignore[arg-type]
                                 kind=kind, data=payload))
+        rec.moments[eid] = moment
 
     def _fail(self, rec: _JobRec, at: float, code: str, message: str, param: str | None = None) -> None:
         rec.phase, rec.finished_at = "failed", at
         rec.error = JobError(code=code, message=message, param=param)
-        self._event(rec, at, message, level="error", status=JobStatus.FAILED)
+        self._event(rec, at, message, level="error", status=JobStatus.FAILED, moment="failed")
 
     def _advance(self, rec: _JobRec) -> None:
         """Bring a job's state up to the clock's now, emitting what happened in between."""
         now = self.clock.now()
         flavor = self.flavor
+        if rec.phase == "cancelling":
+            if rec.cancel_at is not None and now >= rec.cancel_at + self.timings.cancelling:
+                rec.phase, rec.finished_at = "cancelled", rec.cancel_at + self.timings.cancelling
+                self._event(rec, rec.finished_at, flavor.message("cancelled"), status=JobStatus.CANCELLED,
+                            moment="cancelled")
+            return
         if not rec.validated and now >= rec.validated_at and rec.phase == "validating":
             rec.validated = True
             for param, fid in (("training_file", rec.spec.training_file),
@@ -439,13 +492,14 @@ class SimulatedProvider(Provider[SimulatedSettings]):
                                f"The job failed due to a file format error in the {kind} file. {problem}", param)
                     return
             rec.phase = "queued"
-            self._event(rec, rec.validated_at, flavor.message("validated"), status=JobStatus.QUEUED)
+            self._event(rec, rec.validated_at, flavor.message("validated"), status=JobStatus.QUEUED, moment="validated")
         if rec.validated and rec.phase == "queued" and now >= rec.started_at:
             rec.phase = "running"
-            self._event(rec, rec.started_at, flavor.message("started"), status=JobStatus.RUNNING)
+            self._event(rec, rec.started_at, flavor.message("started"), status=JobStatus.RUNNING, moment="started")
         if rec.phase == "pausing" and rec.paused_at is not None and now >= rec.paused_at + self.timings.pausing:
             rec.phase = "paused"
-            self._event(rec, rec.paused_at + self.timings.pausing, flavor.message("paused"), status=JobStatus.PAUSED)
+            self._event(rec, rec.paused_at + self.timings.pausing, flavor.message("paused"), status=JobStatus.PAUSED,
+                        moment="paused")
         if rec.phase not in ("running", "pausing", "paused", "finalizing"):
             return
         origin = rec.started_at + rec.paused_total
@@ -464,6 +518,9 @@ class SimulatedProvider(Provider[SimulatedSettings]):
                 return
         done_at = origin + rec.total_steps * self.timings.step + self.timings.finalize
         if rec.steps_done == rec.total_steps and rec.paused_at is None:
+            if not rec.trained:
+                rec.trained = True
+                self._event(rec, done_at - self.timings.finalize, flavor.message("trained"), moment="trained")
             if now >= done_at:
                 self._succeed(rec, done_at)
             else:
@@ -498,21 +555,23 @@ class SimulatedProvider(Provider[SimulatedSettings]):
             data.update(full_valid_loss=point.full_valid_loss,
                         full_valid_mean_token_accuracy=point.full_valid_token_accuracy)
             msg += f", full validation loss={point.full_valid_loss:.2f}"
-        self._event(rec, at, msg, data=data)
+        if self.flavor.step_events:
+            self._event(rec, at, msg, data=data, moment="step")
         if step % rec.steps_per_epoch == 0:
             if rec.fine_tuned_model is None:
                 rec.fine_tuned_model = self._ft_name(rec)
             ckpt = Checkpoint(id=self.flavor.checkpoint_id(self._rng), step=step, created_at=from_timestamp(at),
                               model=f"{rec.fine_tuned_model}:ckpt-step-{step}", metrics=point)
             rec.checkpoints = (rec.checkpoints + [ckpt])[-3:]
-            self._event(rec, at, self.flavor.message("checkpoint", step=step), checkpoint=step)
+            self._event(rec, at, self.flavor.message("checkpoint", step=step), checkpoint=step, moment="checkpoint")
 
     def _succeed(self, rec: _JobRec, at: float) -> None:
         rec.fine_tuned_model = rec.fine_tuned_model or self._ft_name(rec)
         rec.phase, rec.finished_at = "succeeded", at
-        rec.result_file = self._store_bytes(self.flavor.results_file, self._results_csv(rec), "fine-tune-results")
-        self._event(rec, at, self.flavor.message("model_created", model=rec.fine_tuned_model))
-        self._event(rec, at, self.flavor.message("succeeded"), status=JobStatus.SUCCEEDED)
+        if self.flavor.results_file:
+            rec.result_file = self._store_bytes(self.flavor.results_file, self._results_csv(rec), "fine-tune-results")
+        self._event(rec, at, self.flavor.message("model_created", model=rec.fine_tuned_model), moment="model_created")
+        self._event(rec, at, self.flavor.message("succeeded"), status=JobStatus.SUCCEEDED, moment="succeeded")
 
     def _results_csv(self, rec: _JobRec) -> bytes:
         cols = [column for column, _ in self.flavor.results_columns]
@@ -627,13 +686,13 @@ class SimulatedProvider(Provider[SimulatedSettings]):
 
     # ------------------------------------------------------------------ deployments (Azure-like)
     def _to_deployment(self, rec: _DeployRec) -> Deployment:
-        t, age = self.timings, self.clock.now() - rec.created
+        t, age, words = self.timings, self.clock.now() - rec.created, self.flavor.deployment_states
         if age < t.deploy_accepted:
-            raw, status = "Accepted", "creating"
+            raw, status = words["accepted"], "creating"
         elif age < t.deploy_accepted + t.deploy_creating:
-            raw, status = "Creating", "creating"
+            raw, status = words["creating"], "creating"
         else:
-            raw, status = "Succeeded", "succeeded"
+            raw, status = words["succeeded"], "succeeded"
         ready = age >= t.deploy_accepted + t.deploy_creating + t.deploy_warmup
         return Deployment(name=rec.name, model=rec.model, provider=self.name, status=status,  # type: ignore[arg-type]
                           raw_status=raw, ready=ready, created_at=from_timestamp(int(rec.created)), sku=rec.sku,
