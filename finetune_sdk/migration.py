@@ -159,6 +159,9 @@ def plan_migration(source: FineTuneClient, job_id: str, target: FineTuneClient, 
         raise DatasetError(f"The data of {job.id} breaks {target.provider.name}'s rules, so nothing was uploaded: "
                            f"{first}. Fix the files and pass them with --training-file / --validation-file.",
                            report=report)
+    if not target.provider.stores_metadata:
+        notes.append(f"{target.provider.name} keeps no metadata with a job: the lineage ({LINEAGE_KEY}) is kept in "
+                     f"the local ledger only, and the source job's metadata is not carried.")
     if target.provider.name == "azure" and report.estimate is not None and report.estimate.cost is not None:
         notes.append("The cost is at OpenAI's per-token training price; Azure OpenAI prices training by its own "
                      "table (and some tiers by the hour): check it before relying on the number.")
@@ -184,8 +187,10 @@ def migrate(source: FineTuneClient, job_id: str, target: FineTuneClient, *, dry_
                                  f"migrate without --strict to carry the rest.")
     if dry_run:
         return Migration(plan, None)
-    metadata = {k: v for k, v in plan.source.metadata.items() if not k.startswith("finetune_")}
-    metadata[LINEAGE_KEY] = plan.lineage
+    metadata: dict[str, str] = {}
+    if target.provider.stores_metadata:  # else the lineage lives in the ledger (and the plan says so)
+        metadata = {k: v for k, v in plan.source.metadata.items() if not k.startswith("finetune_")}
+        metadata[LINEAGE_KEY] = plan.lineage
     job = target.jobs.create(training_file=plan.training_file, validation_file=plan.validation_file, model=plan.model,
                              method=plan.method, hyperparameters=plan.hyperparameters, suffix=plan.source.suffix,
                              seed=plan.source.seed, metadata=metadata, idempotency_key=plan.idempotency_key)

@@ -23,14 +23,14 @@ BASE = "gpt-4o-mini-2024-07-18"
 
 @pytest.fixture(scope="module")
 def emu() -> Iterator[Emulator]:
-    with emulator(speed=0, dialect="both") as e:
+    with emulator(speed=0, dialect="openai,azure,together") as e:
         yield e
 
 
 @pytest.fixture
 def config(emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     text = ""
-    for provider in ("openai", "azure"):
+    for provider in ("openai", "azure", "together"):
         toml, env = emu.profile(provider, name=provider)
         text += toml + "\n"
         for var, value in env.items():
@@ -124,6 +124,29 @@ def test_a_gone_file_is_named_and_can_be_given(emu: Emulator, config: Path, tmp_
     bad.write_text('{"messages": [{"role": "user", "content": "no answer"}]}\n' * 12)
     with pytest.raises(DatasetError, match="breaks azure's rules, so nothing was uploaded"):
         openai.jobs.migrate(source, to=azure, training_file=bad)
+
+
+def test_openai_to_together_needs_a_model_and_lists_what_it_cannot_carry(emu: Emulator, config: Path) -> None:
+    openai, _ = clients(emu, config)
+    together = FineTuneClient.from_config("together", config=config, sleep=emu.clock.advance, clock=emu.clock.now)
+    source = finished_job(openai)
+    with pytest.raises(ConfigurationError, match=r"together does not fine-tune gpt-4o-mini-2024-07-18.*Meta-Llama"):
+        openai.jobs.migrate(source, to=together, dry_run=True)
+    llama = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
+    plan = openai.jobs.migrate(source, to=together, model=llama, dry_run=True).plan
+    assert plan.model == llama and plan.model_source == "given"
+    assert set(plan.refused) == {"learning_rate_multiplier"} and "absolute learning rate" in plan.refused[
+        "learning_rate_multiplier"]
+    assert plan.target_hyperparameters == {"n_epochs": 2, "batch_size": 4}
+    assert any("ledger" in note for note in plan.notes), "Together keeps no metadata: the lineage goes to the ledger"
+    with pytest.raises(ConfigurationError, match="learning_rate_multiplier"):
+        openai.jobs.migrate(source, to=together, model=llama, strict=True)
+    made = openai.jobs.migrate(source, to=together, model=llama, wait=True).job
+    assert made is not None and made.provider == "together" and made.status.value == "succeeded"
+    assert made.hyperparameters.get("n_epochs") == 2
+    assert together.ledger is not None and together.ledger.find(made.id).migrated_from == f"openai:{source}"
+    again = openai.jobs.migrate(source, to=together, model=llama).job
+    assert again is not None and again.id == made.id
 
 
 def test_the_cli(emu: Emulator, config: Path, tmp_path: Path) -> None:

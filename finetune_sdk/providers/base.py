@@ -75,6 +75,8 @@ class Provider(Generic[S]):
     hosted: ClassVar[bool] = True
     #: False for backends whose models read text only: image parts are refused, never dropped.
     accepts_images: ClassVar[bool] = True
+    #: False for backends that keep no metadata with a job (a migration's lineage then lives in the ledger only).
+    stores_metadata: ClassVar[bool] = True
     #: The backend's raw job statuses (lower-cased) and what each means.
     statuses: ClassVar[Mapping[str, JobStatus]] = {}
     Settings: ClassVar[type[ProviderSettings]] = ProviderSettings

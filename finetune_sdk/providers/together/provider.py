@@ -24,8 +24,8 @@ from pydantic import SecretStr
 
 from ...config import setting
 from ...errors import ProviderError, UnsupportedOperation
-from ...types import (IDEMPOTENCY_KEY, REQUEST_DIGEST_KEY, ChatDelta, ChatResponse, Checkpoint, Event, File, Job,
-                      JobError, JobSpec, JobStatus, MetricPoint, ModelInfo, from_timestamp)
+from ...types import (IDEMPOTENCY_KEY, REQUEST_DIGEST_KEY, ChatDelta, ChatResponse, Checkpoint, Event, File,
+                      Hyperparameters, Job, JobError, JobSpec, JobStatus, MetricPoint, ModelInfo, from_timestamp)
 from ..base import Capability
 from ..http import HTTPProvider, HTTPSettings
 from . import parse
@@ -77,6 +77,7 @@ class TogetherProvider(Endpoints, HTTPProvider[TogetherSettings]):
         "compressing": JobStatus.RUNNING, "uploading": JobStatus.RUNNING, "cancel_requested": JobStatus.RUNNING,
         "completed": JobStatus.SUCCEEDED, "error": JobStatus.FAILED, "user_error": JobStatus.FAILED,
         "cancelled": JobStatus.CANCELLED}
+    stores_metadata = False  # the idempotency key travels in the suffix instead
     Settings = TogetherSettings
 
     def base_url(self) -> str:
@@ -153,24 +154,43 @@ class TogetherProvider(Endpoints, HTTPProvider[TogetherSettings]):
             out["lora_dropout"] = lora_keys["lora_dropout"]
         return out
 
+    def map_hyperparameters(self, hp: Hyperparameters, method: str) -> tuple[dict[str, Any], dict[str, str]]:
+        """Portable names and the local trainer's names that mean the same, in Together's words;
+        ``learning_rate_multiplier`` has no Together equivalent (it takes an absolute rate)."""
+        portable = {k: v for k, v in hp.portable().items() if v not in (None, "auto")}
+        refused: dict[str, str] = {}
+        if "learning_rate_multiplier" in portable:
+            refused["learning_rate_multiplier"] = ("Together takes an absolute learning rate (its default is 1e-5): "
+                                                   "pass hyperparameters={'learning_rate': 2e-5}")
+        if "beta" in portable and method != "dpo":
+            refused["beta"] = "beta without method='dpo': it is a DPO setting"
+        for key in sorted(set(hp.extras()) - set(_EXTRA_NAMES)):
+            refused[key] = (f"not a Together setting (it takes n_epochs, batch_size, beta for dpo and "
+                            f"{', '.join(sorted(_EXTRA_NAMES))}; pass its other fields in extra={{...}})")
+        sent = {k: v for k, v in portable.items() if k in ("n_epochs", "batch_size")}
+        sent.update({_EXTRA_NAMES[k]: v for k, v in hp.extras().items() if k in _EXTRA_NAMES})
+        if method == "dpo" and "beta" in portable:
+            sent["dpo_beta"] = portable["beta"]
+        return sent, refused
+
+    def fine_tunable_models(self) -> list[str] | None:
+        listed = self.http.json("GET", "/fine-tunes/models/supported", describe="listing fine-tunable models")
+        return [str(m) for m in (listed.get("models") or [])] if isinstance(listed, dict) else None
+
+    def is_fine_tuned(self, model: str) -> bool:
+        return model in self._fine_tunes()
+
     def create_body(self, spec: JobSpec) -> dict[str, Any]:
         """The JSON body of ``POST /fine-tunes``. Portable hyperparameters and the local
         trainer's names that mean the same are mapped; anything else is refused by name."""
         if spec.method == "reinforcement":
             raise UnsupportedOperation("reinforcement fine-tuning", self.name, "Together trains with sft and dpo.")
         hp = spec.hyperparameters.portable()
-        if hp.get("learning_rate_multiplier") not in (None, "auto"):
-            raise UnsupportedOperation("the hyperparameter learning_rate_multiplier", self.name,
-                                       "Together takes an absolute learning rate (its default is 1e-5): pass "
-                                       "hyperparameters={'learning_rate': 2e-5}.")
-        if hp.get("beta") not in (None, "auto") and spec.method != "dpo":
-            raise UnsupportedOperation("the hyperparameter beta without method='dpo'", self.name)
+        _, refused = self.map_hyperparameters(spec.hyperparameters, spec.method)
+        if refused:
+            raise UnsupportedOperation(f"the hyperparameter(s) {', '.join(sorted(refused))}", self.name,
+                                       "; ".join(f"{k}: {why}" for k, why in sorted(refused.items())) + ".")
         extras = spec.hyperparameters.extras()
-        unknown = sorted(set(extras) - set(_EXTRA_NAMES))
-        if unknown:
-            raise UnsupportedOperation(f"the hyperparameter(s) {', '.join(unknown)}", self.name,
-                                       f"Together takes n_epochs, batch_size, beta (dpo) and "
-                                       f"{', '.join(sorted(_EXTRA_NAMES))}; pass its other fields in extra={{...}}.")
         user_metadata = sorted(set(spec.metadata) - {IDEMPOTENCY_KEY, REQUEST_DIGEST_KEY})
         if user_metadata:
             raise UnsupportedOperation(f"job metadata ({', '.join(user_metadata)})", self.name,
