@@ -290,7 +290,7 @@ class Deployments:
         an ARM deployment, waited on until provisioned."""
         if isinstance(target, Job):
             job = target
-        elif isinstance(target, str) and target.startswith("ftjob-"):
+        elif isinstance(target, str) and self._c.provider.is_job_id(target):
             job = self._c.jobs.get(target)
         else:
             job = None

@@ -195,6 +195,11 @@ class Provider(Generic[S]):
     def chat(self, model: str, messages: list[dict[str, Any]], **params: Any) -> ChatResponse:
         raise self._unsupported(Capability.CHAT)
 
+    def is_job_id(self, value: str) -> bool:
+        """Whether ``value``, given where a job or a model is accepted (what to deploy),
+        names one of this backend's jobs rather than a model."""
+        return value.startswith("ftjob-")
+
     def chat_target(self, deployment: Deployment) -> str:
         """What to pass as ``model`` to chat with a deployment (Azure: its name)."""
         return deployment.model

@@ -45,13 +45,14 @@ class Flavor:
     checkpoint_id: Callable[[random.Random], str]
     codes: Mapping[str, str]
     messages: Mapping[str, str]
-    ft_name: Callable[[str, str | None, str, str], str]  # (base model, suffix, job id, organization)
+    ft_name: Callable[[str, str | None, str, str], str]  # (base model, suffix, job id, organization|account)
     is_fine_tune: Callable[[str], bool]
     results_file: str
     results_columns: tuple[tuple[str, str], ...]  # (CSV column, MetricPoint field)
     model_error: str = "Model {model} is not available for fine-tuning or does not exist."
     gradual_pause: bool = False  # pausing -> paused takes a while (Azure)
     pause_needs_a_step: bool = False  # only a job that trained at least one step can pause (Azure)
+    names_by_account: bool = False  # ft_name's owner is the account, not the organization (Fireworks)
     base_model_of: Callable[[str], str] = catalog.base_model_of
 
     def __post_init__(self) -> None:
