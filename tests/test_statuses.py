@@ -28,9 +28,12 @@ EXPECTED: dict[str, dict[str, JobStatus]] = {
     # Azure's FineTuningState (2025-04-01-preview).
     "azure": {"created": Q, "pending": Q, "running": R, "pausing": R, "paused": P, "resuming": R, "succeeded": S,
               "failed": F, "cancelled": C},
-    # The emulator answers with both services' words.
+    # The emulator answers with every imitated service's words.
     "simulated": {"validating_files": V, "pending": Q, "queued": Q, "running": R, "pausing": R, "paused": P,
-                  "succeeded": S, "failed": F, "cancelled": C},
+                  "succeeded": S, "failed": F, "cancelled": C,
+                  "job_state_validating": V, "job_state_pending": Q, "job_state_running": R, "job_state_paused": P,
+                  "job_state_writing_results": R, "job_state_completed": S, "job_state_failed": F,
+                  "job_state_cancelled": C},
     # What the local job process writes to job.json.
     "local": {"validating": V, "queued": Q, "running": R, "paused": P, "succeeded": S, "failed": F, "cancelled": C},
 }
