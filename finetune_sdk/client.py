@@ -34,18 +34,13 @@ from .metrics import Metrics
 from .polling import Poller, PollSchedule
 from .providers.base import Capability, Provider, get_provider_class
 from .retry import RetryPolicy, create_exactly_once
-from .types import (ChatDelta, ChatResponse, Checkpoint, DatasetReport, Deployment, DeploySpec, Event, File,
-                    Hyperparameters, Job, JobSpec, ModelInfo)
+from .types import (IDEMPOTENCY_KEY, REQUEST_DIGEST_KEY, ChatDelta, ChatResponse, Checkpoint, DatasetReport,
+                    Deployment, DeploySpec, Event, File, Hyperparameters, Job, JobSpec, ModelInfo)
 from .waiting import Waiter
 
 __all__ = ["FineTuneClient", "IDEMPOTENCY_KEY", "REQUEST_DIGEST_KEY"]
 
 _log = get_logger(__name__)
-
-#: The metadata key under which a job's idempotency key is stored (visible in the provider's UI).
-IDEMPOTENCY_KEY = "finetune_idempotency_key"
-#: The metadata key holding a digest of what was asked for, so that a reused key is checked.
-REQUEST_DIGEST_KEY = "finetune_request_digest"
 
 
 def _digest(path: Path) -> str:
