@@ -113,6 +113,8 @@ def train(
             print(json.dumps(exc.report.to_json_dict()))
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(EXIT_PROBLEM) from None
+    except ValueError as exc:  # a value the provider cannot take (e.g. -H beta=0.7): a usage error
+        fail(str(exc))
     if not as_json:
         err.print(f"created {job.id} on {client.provider.name} ({job.status.value})", markup=False)
     if not wait:
