@@ -284,6 +284,7 @@ def test_list_filters_deploy_options_and_lora_addons(emu: Emulator) -> None:
     c = client(emu)
     job = c.jobs.create(training_file=dataset_path("contacts", "train"), hyperparameters={"n_epochs": 1},
                         metadata={"team": "a"})
+    emu.clock.advance(1)  # created a second apart: newest first is then well defined
     other = c.jobs.create(training_file=dataset_path("contacts", "train"), hyperparameters={"n_epochs": 1},
                           metadata={"team": "b"})
     assert [j.id for j in c.jobs.list(metadata={"team": "a"})] == [job.id]
