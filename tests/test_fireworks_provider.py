@@ -251,6 +251,47 @@ def test_page_tokens_and_signed_urls() -> None:
     assert seen[-1].headers["authorization"] == "Bearer secret"
 
 
+def test_streams_can_leave_out_stream_options() -> None:
+    bodies: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        chunk = {"choices": [{"delta": {"content": "hi"}, "finish_reason": "stop"}],
+                 "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+        return httpx.Response(200, text=f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n",
+                              headers={"content-type": "text/event-stream"})
+
+    http = Transport("t", "https://api.example", policy=lambda: RetryPolicy(attempts=1),
+                     client=httpx.Client(transport=httpx.MockTransport(handler)))
+    deltas = list(http.chat_stream("/chat", {"model": "m", "messages": []}, model="m", usage_option=False))
+    assert "stream_options" not in bodies[-1] and bodies[-1]["stream"] is True
+    assert deltas[-1].usage is not None and deltas[-1].usage.total_tokens == 2
+    list(http.chat_stream("/chat", {"model": "m", "messages": []}, model="m"))
+    assert bodies[-1]["stream_options"] == {"include_usage": True}
+
+
+def test_the_simulated_backend_takes_caller_chosen_job_ids(tmp_path: Any) -> None:
+    from finetune_sdk.providers.simulated import SimulatedProvider, SimulatedSettings
+
+    backend = SimulatedProvider(SimulatedSettings(flavor="fireworks", account="acme", speed=0))
+    f = backend.upload(dataset_path("contacts", "train"))
+    job = backend.create_job(JobSpec(model=BASE, training_file=f.id, suffix="named"), job_id="chosen")
+    assert job.id == "chosen"
+    with pytest.raises(ConflictError) as taken:
+        backend.create_job(JobSpec(model=BASE, training_file=f.id), job_id="chosen")
+    assert taken.value.code == "ALREADY_EXISTS"
+    backend.clock.advance(3600)
+    assert backend.get_job("chosen").fine_tuned_model == "accounts/acme/models/named"
+    assert backend.create_job(JobSpec(model=BASE, training_file=f.id)).id.count("-") == 4  # a UUID
+    backend.close()
+
+
+def test_the_default_job_id_test_is_openai_style() -> None:
+    from finetune_sdk.providers.base import Provider
+
+    assert Provider().is_job_id("ftjob-abc") and not Provider().is_job_id("ft:gpt-4o-mini:org::x")
+
+
 # --------------------------------------------------------------------------- against the emulator
 
 
