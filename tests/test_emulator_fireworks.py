@@ -318,3 +318,40 @@ def test_injected_faults_speak_the_dialect(emu: Emulator, fw: Fireworks) -> None
         inference(emu).chat.completions.create(model=BASE, messages=[{"role": "user", "content": "hi"}])
     assert chat_limited.value.body["code"] == "RESOURCE_EXHAUSTED" and chat_limited.value.body["type"] == "error"
     assert plan is not None and sum(plan.injected.values()) == 3
+
+
+# --------------------------------------------------------------------------- schemathesis over the dialect's routes
+
+try:
+    import schemathesis
+    from hypothesis import HealthCheck, settings
+    from schemathesis.checks import not_a_server_error
+except ImportError:  # pragma: no cover - dev extra
+    schemathesis = None
+
+
+def _fuzz_app() -> Any:
+    from finetune_sdk.providers.simulated import SimulatedProvider, SimulatedSettings
+    from finetune_sdk.server import ServerConfig, create_app
+
+    return create_app(dialects={"fireworks": SimulatedProvider(SimulatedSettings(flavor="fireworks", speed=0))},
+                      config=ServerConfig(api_key=None, extra={"account_id": "emulator"}))
+
+
+if schemathesis is not None:
+    _APP = _fuzz_app()
+    _SCHEMA = schemathesis.openapi.from_asgi("/openapi.json", _APP).include(path_regex="^/fireworks/")
+
+    @pytest.fixture(scope="module", autouse=True)
+    def _close_fuzz_backend() -> Iterator[None]:
+        yield
+        for backend in _APP.state.backends.values():
+            backend.uploads.close()
+            backend.provider.close()
+
+    @_SCHEMA.parametrize()
+    @settings(max_examples=25, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+    def test_fuzzed_requests_never_5xx(case: Any) -> None:
+        if case.path_parameters and "account" in case.path_parameters:
+            case.path_parameters["account"] = "emulator"  # past the account check, into the handlers
+        case.validate_response(case.call(), checks=[not_a_server_error])
