@@ -47,7 +47,6 @@ __all__ = ["FineTuneClient", "IDEMPOTENCY_KEY", "REQUEST_DIGEST_KEY"]
 _log = get_logger(__name__)
 
 
-
 def _digest(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -261,7 +260,8 @@ class Jobs:
 
     def migrate(self, job_id: str, *, to: FineTuneClient | str, model: str | None = None,
                 training_file: str | os.PathLike[str] | None = None,
-                validation_file: str | os.PathLike[str] | None = None, dry_run: bool = False, strict: bool = False,
+                validation_file: str | os.PathLike[str] | None = None,
+                hyperparameters: dict[str, Any] | None = None, dry_run: bool = False, strict: bool = False,
                 again: bool = False, wait: bool = False) -> Migration:
         """Carry job ``job_id`` of this client's provider to another: ``to`` is a client or a
         profile name. See :mod:`finetune_sdk.migration` (and ``finetune migrate``).
@@ -275,7 +275,8 @@ class Jobs:
 
         target = FineTuneClient.from_config(to) if isinstance(to, str) else to
         return migrate(self._c, job_id, target, dry_run=dry_run, strict=strict, wait=wait, model=model,
-                       training_file=training_file, validation_file=validation_file, again=again)
+                       training_file=training_file, validation_file=validation_file,
+                       hyperparameters=hyperparameters, again=again)
 
     def checkpoints(self, job_id: str) -> builtins.list[Checkpoint]:
         return self._p.list_checkpoints(job_id)
@@ -309,7 +310,7 @@ class Deployments:
         an ARM deployment, waited on until provisioned."""
         if isinstance(target, Job):
             job = target
-        elif isinstance(target, str) and self._c.provider.looks_like_job_id(target):
+        elif isinstance(target, str) and self._c.provider.is_job_id(target):
             job = self._c.jobs.get(target)
         else:
             job = None

@@ -13,6 +13,7 @@ migration again returns the job it already made.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,7 @@ class MigrationPlan:
     refused: dict[str, str]  # what the target cannot take, and why
     report: DatasetReport
     idempotency_key: str
+    seed: int | None = None  # the source's seed, when the target takes one
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -62,7 +64,7 @@ class MigrationPlan:
             "from": {"provider": self.source_provider, "job": self.source.id, "model": self.source.model},
             "to": {"provider": self.target_provider, "profile": self.target_profile, "model": self.model,
                    "model_source": self.model_source},
-            "method": self.method,
+            "method": self.method, "seed": self.seed,
             "files": {"training": str(self.training_file),
                       "validation": str(self.validation_file) if self.validation_file else None,
                       "examples": self.report.examples,
@@ -115,9 +117,13 @@ def _same_model(base: str, offered: list[str]) -> str | None:
 
 def plan_migration(source: FineTuneClient, job_id: str, target: FineTuneClient, *, model: str | None = None,
                    training_file: str | os.PathLike[str] | None = None,
-                   validation_file: str | os.PathLike[str] | None = None, again: bool = False,
+                   validation_file: str | os.PathLike[str] | None = None,
+                   hyperparameters: Mapping[str, Any] | None = None, again: bool = False,
                    workdir: str | os.PathLike[str] | None = None) -> MigrationPlan:
     """Everything a migration will do, checked, with nothing created on the target.
+    ``hyperparameters`` set (or, with ``None`` values, leave out) hyperparameters of the new
+    job over the source's — e.g. an absolute ``learning_rate`` where the target takes no
+    multiplier.
 
     Raises:
         ConfigurationError: the target does not have the base model and no ``model`` was
@@ -143,8 +149,18 @@ def plan_migration(source: FineTuneClient, job_id: str, target: FineTuneClient, 
                          f"one of them (the target refuses the job otherwise).")
     method = job.method or "supervised"
     carried = {k: v for k, v in job.hyperparameters.items() if v not in (None, "auto")}
+    for name, value in (hyperparameters or {}).items():
+        if value is None:
+            carried.pop(name, None)
+        else:
+            carried[name] = value
     hp = Hyperparameters(**carried)
     sent, refused = target.provider.map_hyperparameters(hp, method)
+    seed = job.seed
+    if seed is not None and not target.provider.takes_seed:
+        refused["seed"] = (f"{target.provider.name} jobs take no seed ({seed}): the data will be shuffled "
+                           f"differently from the source's run")
+        seed = None
     into = Path(workdir) if workdir is not None else finetune_home() / "migrations" / f"{source.provider.name}-{job.id}"
     train = _download(source, job.training_file, "training", training_file, into)
     if train is None:
@@ -173,7 +189,7 @@ def plan_migration(source: FineTuneClient, job_id: str, target: FineTuneClient, 
                          model_source=how, method=method, training_file=train, validation_file=valid,
                          hyperparameters={k: v for k, v in carried.items() if k not in refused},
                          target_hyperparameters=sent, refused=refused, report=report, idempotency_key=key[:64],
-                         notes=notes)
+                         seed=seed, notes=notes)
 
 
 def migrate(source: FineTuneClient, job_id: str, target: FineTuneClient, *, dry_run: bool = False,
@@ -193,7 +209,7 @@ def migrate(source: FineTuneClient, job_id: str, target: FineTuneClient, *, dry_
         metadata[LINEAGE_KEY] = plan.lineage
     job = target.jobs.create(training_file=plan.training_file, validation_file=plan.validation_file, model=plan.model,
                              method=plan.method, hyperparameters=plan.hyperparameters, suffix=plan.source.suffix,
-                             seed=plan.source.seed, metadata=metadata, idempotency_key=plan.idempotency_key)
+                             seed=plan.seed, metadata=metadata, idempotency_key=plan.idempotency_key)
     target._record(job, migrated_from=plan.lineage)
     if wait:
         job = target.jobs.wait(job.id)

@@ -31,8 +31,10 @@ __all__ = ["RetryPolicy", "is_retryable", "may_have_executed", "no_retry", "crea
 _log = get_logger(__name__)
 T = TypeVar("T")
 
-#: Error codes that are never worth retrying, whatever the status.
-NON_RETRYABLE_CODES = frozenset({"daily_rate_limit_exceeded", "insufficient_quota", "billing_hard_limit_reached"})
+#: Error codes that are never worth retrying, whatever the status. gRPC's ALREADY_EXISTS
+#: comes as a 409 (retryable for other causes) but sending the same create again cannot help.
+NON_RETRYABLE_CODES = frozenset({"daily_rate_limit_exceeded", "insufficient_quota", "billing_hard_limit_reached",
+                                 "ALREADY_EXISTS"})
 
 _single_attempt: contextvars.ContextVar[bool] = contextvars.ContextVar("finetune_single_attempt", default=False)
 

@@ -39,7 +39,15 @@ __all__ = [
     "TokenStats",
     "Estimate",
     "DatasetReport",
+    "IDEMPOTENCY_KEY",
+    "REQUEST_DIGEST_KEY",
 ]
+
+#: The metadata key under which a job's idempotency key is stored (visible in the provider's UI).
+#: Defined here, below the providers, so that a provider without job metadata can keep it elsewhere.
+IDEMPOTENCY_KEY = "finetune_idempotency_key"
+#: The metadata key holding a digest of what was asked for, so that a reused key is checked.
+REQUEST_DIGEST_KEY = "finetune_request_digest"
 
 
 #: The metadata key under which a job's idempotency key is stored (visible in the provider's UI).

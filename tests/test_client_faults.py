@@ -33,9 +33,19 @@ ROUTES: dict[str, dict[str, str]] = {
               "upload": "POST /openai/files", "file": "GET /openai/files/*"},
     "together": {"create": "POST /together/v1/fine-tunes", "read": "GET /together/v1/fine-tunes*",
                  "upload": "POST /together/v1/files", "file": "GET /together/v1/files/*"},
+    # Fireworks: a dataset is created, then its file uploaded (both "upload"); reading a job is
+    # also how its events are read and how a create is looked up (by the job id the key names).
+    "fireworks": {"create": "POST /fireworks/v1/accounts/*/supervisedFineTuningJobs",
+                  "read": "GET /fireworks/v1/accounts/*/supervisedFineTuningJobs*",
+                  "upload": "POST /fireworks/v1/accounts/*/datasets*",
+                  "file": "GET /fireworks/v1/accounts/*/datasets/*"},
 }
 BASE_MODELS = {"openai": "gpt-4o-mini-2024-07-18", "azure": "gpt-4o-mini-2024-07-18",
-               "together": "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"}
+               "together": "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
+               "fireworks": "accounts/fireworks/models/qwen3-8b"}
+#: Providers whose events are derived from the job object (no events endpoint): the stream is
+#: checked against what the provider reads once the job is over, not against the backend's log.
+DERIVED_EVENTS = {"fireworks"}
 
 
 def fault_rules(provider: str) -> list[dict]:
@@ -69,19 +79,23 @@ def make_client(emu: Emulator, provider: str) -> FineTuneClient:
 def one_run(emu: Emulator, provider: str, seed: int) -> None:
     server = emu.backends[provider]
     client = make_client(emu, provider)
-    before = len(server.list_jobs())
+    before = {j.id for j in server.list_jobs()}
     try:
         plan = emu.set_faults(FaultPlan.parse(fault_rules(provider), seed=seed))
         job = client.jobs.create(training_file=dataset_path("contacts", "train"), hyperparameters={"n_epochs": 1},
                                  suffix=f"fault-{seed}")
         key = job.metadata[IDEMPOTENCY_KEY]
+        assert key
         events = list(client.jobs.follow(job.id))
         emu.set_faults(None)
-        assert len(server.list_jobs()) - before == 1, f"seed {seed}: more than one job for one create call"
+        created = [j for j in server.list_jobs() if j.id not in before]
+        assert len(created) == 1, f"seed {seed}: {len(created)} jobs for one create call"
+        assert created[0].id == job.id
         # Found by its key the way the provider finds it (Together keeps the key in the suffix, not metadata).
-        created = client.jobs.list(metadata={IDEMPOTENCY_KEY: key})
-        assert [j.id for j in created] == [job.id], f"seed {seed}: {len(created)} jobs carry the key"
-        truth = [e.id for e in server.list_events(job.id)]
+        found = client.jobs.list(metadata={IDEMPOTENCY_KEY: key})
+        assert [j.id for j in found] == [job.id], f"seed {seed}: {len(found)} jobs carry the key"
+        truth = [e.id for e in (client.jobs.events(job.id) if provider in DERIVED_EVENTS
+                                else server.list_events(job.id))]
         assert [e.id for e in events] == truth, f"seed {seed}: event stream has gaps, repeats or disorder"
         assert server.get_job(job.id).status is JobStatus.SUCCEEDED
         assert plan is not None and sum(plan.injected.values()) > 0
@@ -326,3 +340,50 @@ def test_canaries_never_leak(emu: Emulator, caplog: pytest.LogCaptureFixture) ->
         assert CANARY_KEY not in text and CANARY_TOKEN not in text
     openai_client.close()
     azure_client.close()
+
+
+FW_JOBS = "/fireworks/v1/accounts/emulator/supervisedFineTuningJobs"
+FW_DPO = "/fireworks/v1/accounts/emulator/dpoJobs"
+
+
+def fw_uploaded(client: FineTuneClient, emu: Emulator) -> str:
+    file_id = client.files.upload(dataset_path("contacts", "train")).id
+    emu.clock.advance(10)
+    return file_id
+
+
+@pytest.mark.parametrize("kind, creates, lookups", [("lost", 1, 1), ("drop", 2, 2), ("500", 2, 2), ("502", 2, 2),
+                                                    ("503", 2, 2), ("429", 2, 0)])
+def test_fireworks_create_under_each_fault_kind(emu: Emulator, kind: str, creates: int, lookups: int) -> None:
+    """One create under each fault: a lost answer is found by one GET of the job its key names; a
+    failure that may have run is looked up (the supervised, then the DPO collection) before one
+    more create; a 429 proves nothing ran, so no lookup."""
+    client = make_client(emu, "fireworks")
+    file_id = fw_uploaded(client, emu)
+    before = len(emu.backends["fireworks"].list_jobs())
+    plan = emu.set_faults(f"POST {FW_JOBS}: {kind}, ok")
+    job = client.jobs.create(training_file=file_id, suffix=f"once-{kind}")
+    emu.set_faults(None)
+    assert len(emu.backends["fireworks"].list_jobs()) - before == 1
+    assert plan is not None
+    gets = {route: n for route, n in plan.requests.items() if route.startswith("GET ")}
+    assert plan.requests[f"POST {FW_JOBS}"] == creates
+    assert sum(gets.values()) == lookups and all(r in (f"GET {FW_JOBS}/{job.id}", f"GET {FW_DPO}/{job.id}")
+                                                 for r in gets)
+
+
+def test_fireworks_timed_out_create_is_found_not_duplicated() -> None:
+    """The service creates the job after the client gave up: the client finds it by the id its key
+    names, or its next create meets ALREADY_EXISTS and reads that job. Real time: the delay is real."""
+    with emulator(speed=0, dialect="fireworks") as emu:
+        client = FineTuneClient("fireworks", ledger=False, timeout=0.4, base_model=BASE_MODELS["fireworks"],
+                                **emu.client_settings("fireworks"))
+        file_id = client.files.upload(dataset_path("contacts", "train")).id
+        emu.clock.advance(10)
+        plan = emu.set_faults([{"route": f"POST {FW_JOBS}", "kind": "slow", "delay": 0.6, "times": 1}])
+        job = client.jobs.create(training_file=file_id, suffix="slow")
+        time.sleep(1.0)
+        emu.set_faults(None)
+        assert [j.id for j in emu.backends["fireworks"].list_jobs()] == [job.id]
+        assert plan is not None and plan.requests[f"GET {FW_JOBS}/{job.id}"] >= 1
+        client.close()

@@ -14,7 +14,7 @@ import pytest
 
 from finetune_sdk import FineTuneClient
 from finetune_sdk.datasets import path as dataset_path
-from finetune_sdk.errors import ConfigurationError, DatasetError, FineTuneError
+from finetune_sdk.errors import ConfigurationError, DatasetError, FineTuneError, IdempotencyError
 from finetune_sdk.migration import LINEAGE_KEY
 from finetune_sdk.testing import Emulator, emulator
 
@@ -23,14 +23,14 @@ BASE = "gpt-4o-mini-2024-07-18"
 
 @pytest.fixture(scope="module")
 def emu() -> Iterator[Emulator]:
-    with emulator(speed=0, dialect="openai,azure,together") as e:
+    with emulator(speed=0, dialect="openai,azure,together,fireworks") as e:
         yield e
 
 
 @pytest.fixture
 def config(emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     text = ""
-    for provider in ("openai", "azure", "together"):
+    for provider in ("openai", "azure", "together", "fireworks"):
         toml, env = emu.profile(provider, name=provider)
         text += toml + "\n"
         for var, value in env.items():
@@ -66,7 +66,7 @@ def test_openai_to_azure_carries_data_model_hyperparameters_and_lineage(emu: Emu
     assert doc["files"]["examples"] == 300 and doc["files"]["validation_examples"] == 40
     assert doc["hyperparameters"]["as_sent"]["n_epochs"] == 2 and doc["hyperparameters"]["refused"] == {}
     assert doc["estimate"]["billed_tokens"] > 0 and doc["estimate"]["n_epochs"] == 2
-    assert doc["lineage"] == {LINEAGE_KEY: f"openai:{source}"}
+    assert doc["lineage"] == {LINEAGE_KEY: f"openai:{source}"} and doc["seed"] == 7
 
     result = openai.jobs.migrate(source, to=azure)
     job = result.job
@@ -149,6 +149,41 @@ def test_openai_to_together_needs_a_model_and_lists_what_it_cannot_carry(emu: Em
     assert again is not None and again.id == made.id
 
 
+def test_openai_to_fireworks_carries_what_maps_and_keeps_lineage_in_the_ledger(emu: Emulator, config: Path) -> None:
+    openai, _ = clients(emu, config)
+    fireworks = FineTuneClient.from_config("fireworks", config=config, sleep=emu.clock.advance, clock=emu.clock.now)
+    source = finished_job(openai, metadata={"team": "search"})
+    with pytest.raises(ConfigurationError, match=r"fireworks does not fine-tune gpt-4o-mini-2024-07-18.*qwen"):
+        openai.jobs.migrate(source, to=fireworks, dry_run=True)
+    qwen = "accounts/fireworks/models/qwen3-8b"
+    plan = openai.jobs.migrate(source, to=fireworks, model=qwen, dry_run=True).plan
+    assert set(plan.refused) == {"learning_rate_multiplier", "seed"} and "absolute learning rate" in plan.refused[
+        "learning_rate_multiplier"] and "take no seed (7)" in plan.refused["seed"]
+    assert plan.seed is None and plan.to_json()["seed"] is None
+    assert plan.target_hyperparameters == {"epochs": 2, "batchSizeSamples": 4}, "in Fireworks' own names"
+    assert any("ledger" in note for note in plan.notes)
+    with pytest.raises(ConfigurationError, match="learning_rate_multiplier"):
+        openai.jobs.migrate(source, to=fireworks, model=qwen, strict=True)
+    before = len(emu.backends["fireworks"].list_jobs())
+    made = openai.jobs.migrate(source, to=fireworks, model=qwen, wait=True).job
+    assert made is not None and made.provider == "fireworks" and made.status.value == "succeeded"
+    assert made.hyperparameters.get("n_epochs") == 2 and made.model == qwen
+    assert "team" not in made.metadata, "the source's metadata is not carried where it cannot be kept"
+    assert fireworks.ledger is not None and fireworks.ledger.find(made.id).migrated_from == f"openai:{source}"
+    again = openai.jobs.migrate(source, to=fireworks, model=qwen).job
+    assert again is not None and again.id == made.id, "re-running a migration returns its job"
+    assert len(emu.backends["fireworks"].list_jobs()) == before + 1
+    # The rate the target needs, set on the way: carried, sent in Fireworks' name, nothing refused but the seed.
+    tuned = openai.jobs.migrate(source, to=fireworks, model=qwen, dry_run=True,
+                                hyperparameters={"learning_rate_multiplier": None, "learning_rate": 1e-4}).plan
+    assert set(tuned.refused) == {"seed"} and tuned.target_hyperparameters["learningRate"] == 1e-4
+    with pytest.raises(IdempotencyError):  # a different request under the same migration is not merged into it
+        openai.jobs.migrate(source, to=fireworks, model=qwen, hyperparameters={"learning_rate": 1e-4})
+    fresh = openai.jobs.migrate(source, to=fireworks, model=qwen, again=True,
+                                hyperparameters={"learning_rate": 1e-4}).job
+    assert fresh is not None and fresh.id != made.id and fresh.hyperparameters["learning_rate"] == 1e-4
+
+
 def test_the_cli(emu: Emulator, config: Path, tmp_path: Path) -> None:
     openai, _ = clients(emu, config)
     source = finished_job(openai)
@@ -162,6 +197,12 @@ def test_the_cli(emu: Emulator, config: Path, tmp_path: Path) -> None:
     dry = finetune("migrate", source, "--from", "openai", "--to", "azure", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "plan" in dry.stdout and "model gpt-4o-mini-2024-07-18 (same)" in dry.stdout
+    changed = finetune("migrate", source, "--from", "openai", "--to", "azure", "--dry-run", "--json",
+                       "-H", "n_epochs=3")
+    assert changed.returncode == 0, changed.stderr
+    assert json.loads(changed.stdout)["plan"]["hyperparameters"]["as_sent"]["n_epochs"] == 3
+    malformed = finetune("migrate", source, "--from", "openai", "--to", "azure", "--dry-run", "-H", "n_epochs")
+    assert malformed.returncode != 0 and "KEY=VALUE" in malformed.stderr
     made = finetune("migrate", source, "--from", "openai", "--to", "azure", "--json")
     assert made.returncode == 0, made.stderr
     doc = json.loads(made.stdout)

@@ -2,8 +2,8 @@
 no table knows: it is surfaced as ``unknown`` with its raw value, never taken for another.
 
 The expected tables are written out here from the services' documentation
-(../shared/reference/hosted-apis.md §1.4 and §3.3, together-fireworks.md §A4 and Part C) and
-the local job process, independently of the providers' code: a row added, removed or
+(../shared/reference/hosted-apis.md §1.4 and §3.3, together-fireworks.md §A4, Part B3 and Part C)
+and the local job process, independently of the providers' code: a row added, removed or
 changed there fails here.
 """
 
@@ -33,10 +33,22 @@ EXPECTED: dict[str, dict[str, JobStatus]] = {
     # terminal (the job is still stopping); compressing and uploading write the weights.
     "together": {"pending": Q, "queued": Q, "running": R, "compressing": R, "uploading": R, "cancel_requested": R,
                  "completed": S, "error": F, "user_error": F, "cancelled": C},
-    # The emulator answers with every service's words (a word two services share means the same).
+    # Fireworks' JobState (the SDK's SupervisedFineTuningJob/DpoJob; together-fireworks.md B3 and C).
+    # VALIDATING is the SDK's validating (Part C files it under queued); CANCELLING is not over yet.
+    # Not in the table, so surfaced as unknown: UNSPECIFIED, IDLE (meaning unverified), DELETING*.
+    "fireworks": {"job_state_creating": Q, "job_state_creating_input_dataset": Q, "job_state_validating": V,
+                  "job_state_pending": Q, "job_state_re_queueing": Q, "job_state_running": R,
+                  "job_state_writing_results": R, "job_state_rollout": R, "job_state_evaluation": R,
+                  "job_state_cancelling": R, "job_state_paused": P, "job_state_completed": S,
+                  "job_state_early_stopped": S, "job_state_failed": F, "job_state_expired": F,
+                  "job_state_cancelled": C},
+    # The emulator answers with every imitated service's words (a word two services share means the same).
     "simulated": {"validating_files": V, "pending": Q, "queued": Q, "running": R, "pausing": R, "paused": P,
                   "succeeded": S, "failed": F, "cancelled": C, "cancel_requested": R, "uploading": R,
-                  "completed": S, "error": F},
+                  "completed": S, "error": F,
+                  "job_state_validating": V, "job_state_pending": Q, "job_state_running": R, "job_state_paused": P,
+                  "job_state_writing_results": R, "job_state_completed": S, "job_state_failed": F,
+                  "job_state_cancelled": C},
     # What the local job process writes to job.json.
     "local": {"validating": V, "queued": Q, "running": R, "paused": P, "succeeded": S, "failed": F, "cancelled": C},
 }
@@ -55,6 +67,15 @@ def test_each_row(provider: str, raw: str, expected: JobStatus) -> None:
 @pytest.mark.parametrize("provider", sorted(EXPECTED))
 def test_no_row_is_untested(provider: str) -> None:
     assert dict(get_provider_class(provider).statuses) == EXPECTED[provider]
+
+
+@pytest.mark.parametrize("raw", ["JOB_STATE_UNSPECIFIED", "JOB_STATE_IDLE", "JOB_STATE_DELETING",
+                                 "JOB_STATE_DELETING_CLEANING_UP", "JOB_STATE_SOMETHING_NEW"])
+def test_fireworks_states_without_a_meaning_are_unknown(raw: str) -> None:
+    cls = get_provider_class("fireworks")
+    instance = cls.__new__(cls)
+    instance._unknown_statuses = set()
+    assert instance.job_status(raw) is JobStatus.UNKNOWN
 
 
 def test_an_unknown_status_is_surfaced_once_and_never_terminal(caplog: pytest.LogCaptureFixture) -> None:

@@ -232,7 +232,7 @@ def test_events_metrics_and_the_idempotency_lookup(client: FineTuneClient, emu: 
     kinds = [e.kind for e in client.jobs.events(job.id)]
     assert kinds[0] == "status" and "checkpoint" in kinds and kinds[-1] == "status"
     assert len(client.jobs.metrics(job.id)) == 50
-    assert client.provider.looks_like_job_id(job.id) and not client.provider.looks_like_job_id("ftjob-abc")
+    assert client.provider.is_job_id(job.id) and not client.provider.is_job_id("ftjob-abc")
     key = job.metadata[IDEMPOTENCY_KEY]
     found = client.jobs.list(metadata={IDEMPOTENCY_KEY: key})
     assert [j.id for j in found] == [job.id] and found[0].metadata[REQUEST_DIGEST_KEY]

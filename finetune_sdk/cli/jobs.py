@@ -81,6 +81,21 @@ def _finish(client: FineTuneClient, job_id: str, timeout: float | None, as_json:
         _print_job(job)
 
 
+def parse_assignments(items: list[str], option: str = "--hyperparameter") -> dict[str, Any]:
+    """``KEY=VALUE`` options as a dict; a value is read as JSON (numbers, booleans, lists,
+    ``null``) when it is JSON, else kept as text."""
+    parsed: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"{option} takes KEY=VALUE, not {item!r}")
+        try:
+            parsed[key.strip()] = json.loads(raw)
+        except ValueError:
+            parsed[key.strip()] = raw
+    return parsed
+
+
 @app.command()
 def train(
     file: Path = ExistingFile,
@@ -106,14 +121,7 @@ def train(
     hyper: dict[str, Any] = {k: v for k, v in {"n_epochs": epochs, "batch_size": batch_size,
                                                "learning_rate_multiplier": learning_rate_multiplier}.items()
                              if v is not None}
-    for item in extra:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            fail(f"--hyperparameter takes KEY=VALUE, not {item!r}")
-        try:
-            hyper[key.strip()] = json.loads(raw)  # numbers, booleans, lists
-        except ValueError:
-            hyper[key.strip()] = raw
+    hyper.update(parse_assignments(extra))
     try:
         job = client.jobs.create(model=model, training_file=file, validation_file=validation, method=method,
                                  hyperparameters=hyper, suffix=suffix, seed=seed)
@@ -126,6 +134,8 @@ def train(
             print(json.dumps(exc.report.to_json_dict()))
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(EXIT_PROBLEM) from None
+    except ValueError as exc:  # a value the provider cannot take (e.g. -H beta=0.7): a usage error
+        fail(str(exc))
     if not as_json:
         err.print(f"created {job.id} on {client.provider.name} ({job.status.value})", markup=False)
     if not wait:

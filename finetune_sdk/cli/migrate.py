@@ -9,7 +9,7 @@ import typer
 
 from ..client import FineTuneClient
 from . import app, out
-from .jobs import ConfigOpt, JsonOpt, _finish, _print_job, job_json
+from .jobs import ConfigOpt, JsonOpt, _finish, _print_job, job_json, parse_assignments
 
 
 @app.command()
@@ -22,6 +22,9 @@ def migrate(
     training_file: Path | None = typer.Option(None, "--training-file", exists=True, dir_okay=False,
                                               help="Use this file when the source's training file is gone."),
     validation_file: Path | None = typer.Option(None, "--validation-file", exists=True, dir_okay=False),
+    overrides: list[str] = typer.Option([], "--hyperparameter", "-H", metavar="KEY=VALUE",
+                                        help="Set a hyperparameter on the new job (e.g. -H learning_rate=1e-5); "
+                                             "KEY=null leaves the source's out."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; change nothing."),
     strict: bool = typer.Option(False, "--strict", help="Refuse if any hyperparameter cannot be carried."),
     again: bool = typer.Option(False, "--again", help="A new job even if this migration already made one."),
@@ -33,7 +36,8 @@ def migrate(
     src = FineTuneClient.from_config(source, config=config)
     dst = FineTuneClient.from_config(target, config=config)
     result = src.jobs.migrate(job_id, to=dst, model=model, training_file=training_file,
-                              validation_file=validation_file, dry_run=dry_run, strict=strict, again=again)
+                              validation_file=validation_file, hyperparameters=parse_assignments(overrides),
+                              dry_run=dry_run, strict=strict, again=again)
     plan = result.plan
     if as_json and (dry_run or not wait):
         print(json.dumps({"source": job_json(plan.source), "plan": plan.to_json(),
@@ -49,7 +53,8 @@ def migrate(
         out.print("  hyperparameters: " + (", ".join(f"{k}={v}" for k, v in plan.target_hyperparameters.items())
                                            or "the target's defaults"), markup=False)
         for name, why in plan.refused.items():
-            out.print(f"  not carried: {name} = {plan.source.hyperparameters.get(name)!r} ({why})", markup=False)
+            value = plan.source.hyperparameters.get(name, getattr(plan.source, name, None))
+            out.print(f"  not carried: {name} = {value!r} ({why})", markup=False)
         est = plan.report.estimate
         if est is not None:
             cost = f"{est.cost:.2f} {est.currency}" if est.cost is not None else "unknown"

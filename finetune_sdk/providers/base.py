@@ -77,6 +77,8 @@ class Provider(Generic[S]):
     accepts_images: ClassVar[bool] = True
     #: False for backends that keep no metadata with a job (a migration's lineage then lives in the ledger only).
     stores_metadata: ClassVar[bool] = True
+    #: False for backends whose jobs take no seed (a migration then says the source's is not carried).
+    takes_seed: ClassVar[bool] = True
     #: The backend's raw job statuses (lower-cased) and what each means.
     statuses: ClassVar[Mapping[str, JobStatus]] = {}
     Settings: ClassVar[type[ProviderSettings]] = ProviderSettings
@@ -136,11 +138,6 @@ class Provider(Generic[S]):
         """``(tokenizer, label)`` to count tokens of ``model`` when this backend serves it
         with a chat template of its own (local models); None otherwise."""
         return None
-
-    def looks_like_job_id(self, value: str) -> bool:
-        """Whether ``value`` is shaped like one of this backend's job ids (so that
-        ``deployments.create("<id>")`` deploys that job's model rather than a model of that name)."""
-        return value.startswith("ftjob-")
 
     def supports(self, capability: Capability) -> bool:
         return capability in self.capabilities
@@ -222,6 +219,11 @@ class Provider(Generic[S]):
 
     def chat(self, model: str, messages: list[dict[str, Any]], **params: Any) -> ChatResponse:
         raise self._unsupported(Capability.CHAT)
+
+    def is_job_id(self, value: str) -> bool:
+        """Whether ``value``, given where a job or a model is accepted (what to deploy),
+        names one of this backend's jobs rather than a model."""
+        return value.startswith("ftjob-")
 
     def chat_target(self, deployment: Deployment) -> str:
         """What to pass as ``model`` to chat with a deployment (Azure: its name)."""

@@ -27,7 +27,7 @@ from ..retry import NON_RETRYABLE_CODES, RetryPolicy
 from ..types import ChatDelta, ChatResponse, Usage
 from .base import Provider, S
 
-__all__ = ["HTTPSettings", "HTTPProvider", "Transport", "error_from_response", "retry_after_seconds"]
+__all__ = ["HTTPSettings", "HTTPProvider", "Transport", "error_from_response", "retry_after_seconds", "GRPC_CODES"]
 
 _log = get_logger(__name__)
 T = TypeVar("T")
@@ -60,10 +60,18 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
             return None
 
 
+#: The canonical gRPC status codes by number, as gRPC-gateway APIs put them in error bodies.
+GRPC_CODES = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+              "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+              "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED")
+
+
 def _error_fields(body: Any) -> tuple[str | None, str | None, str | None]:
     """(message, code, param) from the error envelopes we meet: OpenAI and Azure
-    ``{"error": {"message", "code", "param" | "target"}}``, ``{"error": "text"}``, and
-    ``{"message": ..., "code": ...}`` / ``{"detail": ...}``."""
+    ``{"error": {"message", "code", "param" | "target"}}``, ``{"error": "text"}``,
+    ``{"message": ..., "code": ...}`` / ``{"detail": ...}``, and gRPC-gateway statuses
+    ``{"code": 5, "message", "details": [...]}`` (the number becomes its name, ``NOT_FOUND``,
+    so that codes read the same whichever way a service spells them)."""
     if not isinstance(body, dict):
         return None, None, None
     err = body.get("error", body)
@@ -73,6 +81,9 @@ def _error_fields(body: Any) -> tuple[str | None, str | None, str | None]:
         return None, None, None
     message = err.get("message") or body.get("message") or body.get("detail")
     code = err.get("code")
+    if err is body and isinstance(code, int) and not isinstance(code, bool) and 0 <= code < len(GRPC_CODES) \
+            and isinstance(body.get("details", []), list):
+        code = GRPC_CODES[code]
     param = err.get("param") or err.get("target")
     return (str(message) if message is not None else None, str(code) if code is not None else None,
             str(param) if param is not None else None)
@@ -135,9 +146,9 @@ class Transport:
         # A presigned URL carries its own authorisation: our credentials must not travel to it
         # (object stores also refuse a request that is authorised twice).
         merged = {**({} if presigned else self.params()), **(params or {})}
-        return self.client.build_request(method, self.url(path), params=merged or None,
-                                         headers={} if presigned else dict(self.headers()), timeout=self.timeout,
-                                         **kwargs)
+        headers = {**({} if presigned else dict(self.headers())), **(kwargs.pop("headers", None) or {})}
+        return self.client.build_request(method, self.url(path), params=merged or None, headers=headers,
+                                         timeout=self.timeout, **kwargs)
 
     def _send(self, method: str, path: str, *, params: Mapping[str, Any] | None, stream: bool,
               ok_statuses: tuple[int, ...], what: str, presigned: bool = False,
@@ -160,11 +171,12 @@ class Transport:
                 ok_statuses: tuple[int, ...] = (), describe: str | None = None, **kwargs: Any) -> httpx.Response:
         """Send one request under the retry policy; raise the SDK's error for a failure.
 
-        ``kwargs`` go to httpx (``json``, ``files``, ``data``, ``content``), and may say
-        ``presigned=True`` (an absolute URL the service handed out: sent without our auth
-        headers and default parameters) and ``follow_redirects=False`` (a redirect is the
-        answer, e.g. an upload URL in ``Location``). Statuses in ``ok_statuses`` are
-        returned instead of raised (e.g. a 404 on DELETE).
+        ``kwargs`` go to httpx (``json``, ``files``, ``data``, ``content``, ``headers``), and
+        may say ``presigned=True`` (an absolute URL the service handed out, e.g. a pre-signed
+        storage URL: sent without our auth headers and default parameters, which must never
+        reach it) and ``follow_redirects=False`` (a redirect is the answer, e.g. an upload
+        URL in ``Location``). Statuses in ``ok_statuses`` are returned instead of raised
+        (e.g. a 404 on DELETE).
         """
         what = describe or f"{method} {path}"
 
@@ -189,14 +201,30 @@ class Transport:
                                 status_code=response.status_code) from None
 
     def pages(self, path: str, params: Mapping[str, Any] | None = None, *, items: str = "data",
-              cursor: str = "after") -> Iterator[dict[str, Any]]:
-        """Every item of a cursor-paginated list (``{"data": [...], "has_more": bool}``,
-        the next page from ``after=<last id>``)."""
+              cursor: str = "after", token: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every item of a paginated list.
+
+        By default a cursor list (``{"data": [...], "has_more": bool}``, the next page from
+        ``after=<last id>``). With ``token`` (e.g. ``"nextPageToken"``), a page-token list
+        (Google AIP-158): the next page is asked for with ``cursor=<the page's token>``
+        until a page carries no token.
+        """
         query = dict(params or {})
+        seen: set[str] = set()
         while True:
             page = self.json("GET", path, params=query, describe=f"listing {path}")
             batch = list(page.get(items) or []) if isinstance(page, dict) else list(page or [])
             yield from batch
+            if token is not None:
+                following = page.get(token) if isinstance(page, dict) else None
+                if not following:
+                    return
+                if following in seen:  # a service repeating a token would otherwise be listed forever
+                    raise ProviderError(f"listing {path}: the service returned the page token {following!r} "
+                                        f"twice", provider=self.provider)
+                seen.add(following)
+                query[cursor] = following
+                continue
             if not (isinstance(page, dict) and page.get("has_more")) or not batch:
                 return
             query[cursor] = batch[-1]["id"]

@@ -23,7 +23,7 @@ from ..errors import ProviderError
 from ..providers.base import Provider
 from .api import Backend, data_plane_router
 from .arm import arm_router
-from .errors import ApiError, envelope, from_provider_error
+from .errors import ENVELOPES, ApiError, envelope, from_provider_error
 from .faults import FaultMiddleware, FaultPlan
 from .limits import BodyLimitMiddleware
 from .validation import validation_message
@@ -63,7 +63,10 @@ MODULE_DIALECTS = ("together", "fireworks")
 def _dialect_of(path: str) -> str:
     for name in MODULE_DIALECTS:
         if path == f"/{name}" or path.startswith(f"/{name}/"):
-            return name
+            # A service may answer differently under a path of its own (Fireworks' inference API
+            # vs its control plane): its module registers that envelope as "<name>/<first segment>".
+            sub = f"{name}/{path[len(name) + 2:].split('/', 1)[0]}"
+            return sub if sub in ENVELOPES else name
     return "azure" if path.startswith(("/openai", "/subscriptions")) else "openai"
 
 
@@ -199,7 +202,7 @@ def create_app(*, openai: Provider[Any] | None = None, azure: Provider[Any] | No
     def health() -> dict[str, Any]:
         return {"status": "ok", "dialects": sorted(app.state.backends)}
 
-    app.add_middleware(FaultMiddleware, plan=lambda: cfg.faults)
+    app.add_middleware(FaultMiddleware, plan=lambda: cfg.faults, dialect_of=_dialect_of)
     app.add_middleware(BodyLimitMiddleware, max_json_bytes=cfg.max_json_bytes,
                        max_upload_bytes=cfg.max_upload_bytes, dialect_of=_dialect_of)
     return app

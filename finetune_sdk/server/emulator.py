@@ -156,7 +156,8 @@ class Emulator:
         self.host = host
         self._port = port
         self.backends: dict[str, SimulatedProvider] = {
-            name: SimulatedProvider(SimulatedSettings(flavor=name, seed=seed + DIALECTS.index(name)),
+            name: SimulatedProvider(SimulatedSettings(flavor=name, seed=seed + DIALECTS.index(name),
+                                                      account=account_id),
                                     clock=self.clock, timings=self.timings) for name in names}
         plan = FaultPlan.parse(faults, seed=seed) if isinstance(faults, str) else faults
         self.config = ServerConfig(api_key=api_key, azure_tokens=(azure_token,), arm_token=arm_token, faults=plan,

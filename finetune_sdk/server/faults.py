@@ -31,6 +31,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import ApiError, envelope
+
 __all__ = ["FaultRule", "FaultSequence", "FaultPlan", "FaultMiddleware", "KINDS"]
 
 KINDS = ("429", "daily", "500", "502", "503", "drop", "slow", "lost", "ok")
@@ -191,8 +193,9 @@ class FaultPlan:
         return cls(rules=rules, sequences=sequences, seed=seed)
 
 
-def _error_body(kind: str, path: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+def _error_body(kind: str, path: str, dialect: str = "openai") -> tuple[int, dict[str, Any], dict[str, str]]:
     azure = path.startswith(("/openai", "/subscriptions"))
+    own = dialect not in ("openai", "azure")  # a module dialect: its registered envelope
     if kind in ("429", "daily"):
         if kind == "daily":
             message = ("Your organization has reached the maximum of 3 fine-tuning requests per day for the model "
@@ -200,11 +203,15 @@ def _error_body(kind: str, path: str) -> tuple[int, dict[str, Any], dict[str, st
             code = "daily_rate_limit_exceeded"
         else:
             message, code = "Rate limit reached for requests. Please try again later.", "rate_limit_exceeded"
+        if own:
+            return 429, envelope(ApiError(429, message, code=code), dialect), {}
         if azure:
             return 429, {"error": {"code": "tooManyRequests" if kind == "429" else code, "message": message}}, {}
         return 429, {"error": {"message": message, "type": "requests", "param": None, "code": code}}, {}
     status = int(kind)
     message = "The server had an error while processing your request. Sorry about that!"
+    if own:
+        return status, envelope(ApiError(status, message), dialect), {}
     if azure:
         return status, {"error": {"code": "internalFailure" if status == 500 else "serviceUnavailable",
                                   "message": message}}, {}
@@ -255,9 +262,11 @@ async def _send_truncated(send: Send, status: int = 200) -> None:
 class FaultMiddleware:
     """ASGI middleware applying a :class:`FaultPlan` (looked up per request, so it can change)."""
 
-    def __init__(self, app: Any, plan: Callable[[], FaultPlan | None]) -> None:
+    def __init__(self, app: Any, plan: Callable[[], FaultPlan | None],
+                 dialect_of: Callable[[str], str] = lambda path: "openai") -> None:
         self.app = app
         self.plan = plan
+        self.dialect_of = dialect_of
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         plan = self.plan() if scope["type"] == "http" else None
@@ -267,7 +276,7 @@ class FaultMiddleware:
             await self.app(scope, receive, send)
             return
         if fault.kind in ("429", "daily", "500", "502", "503"):
-            status, body, headers = _error_body(fault.kind, path)
+            status, body, headers = _error_body(fault.kind, path, self.dialect_of(path))
             if fault.kind == "429":
                 if fault.retry_after is None and fault.retry_after_ms is None:
                     headers["retry-after"] = "1"  # real rate limits say when to come back

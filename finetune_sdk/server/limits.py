@@ -6,6 +6,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from .errors import ApiError, envelope
+
 __all__ = ["BodyLimitMiddleware"]
 
 
@@ -27,8 +29,11 @@ class BodyLimitMiddleware:
         message = (f"Request body too large: {size:,} bytes; the limit is {limit:,} bytes." if size is not None
                    else f"Request body too large; the limit is {limit:,} bytes.")
         body: dict[str, Any]
-        if self.dialect_of(path) == "azure":
+        dialect = self.dialect_of(path)
+        if dialect == "azure":
             body = {"error": {"code": "requestTooLarge", "message": message}}
+        elif dialect != "openai":  # a module dialect: its registered envelope
+            body = envelope(ApiError(413, message, code="request_too_large"), dialect)
         else:
             body = {"error": {"message": message, "type": "invalid_request_error", "param": None,
                               "code": "request_too_large"}}

@@ -53,7 +53,7 @@ class Flavor:
     checkpoint_id: Callable[[random.Random], str]
     codes: Mapping[str, str]
     messages: Mapping[str, str]
-    ft_name: Callable[[str, str | None, str, str], str]  # (base model, suffix, job id, organization)
+    ft_name: Callable[[str, str | None, str, str], str]  # (base model, suffix, job id, organization|account)
     is_fine_tune: Callable[[str], bool]
     results_file: str | None  # None: the service keeps no result file
     results_columns: tuple[tuple[str, str], ...]  # (CSV column, MetricPoint field)
@@ -68,6 +68,7 @@ class Flavor:
     deployment_states: Mapping[str, str] = field(default_factory=lambda: dict(_ARM_STATES))
     #: Base models whose fine-tunes answer chat without a deployment (None: every fine-tune does).
     serves_fine_tunes_of: tuple[str, ...] | None = None
+    names_by_account: bool = False  # ft_name's owner is the account, not the organization (Fireworks)
     base_model_of: Callable[[str], str] = catalog.base_model_of
 
     def __post_init__(self) -> None:

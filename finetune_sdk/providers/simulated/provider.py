@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Literal
 from ...config import ProviderSettings, setting
 from ...data import catalog
 from ...data.validate import validate
-from ...errors import BadRequestError, NotFoundError, PermissionDeniedError
+from ...errors import BadRequestError, ConflictError, NotFoundError, PermissionDeniedError
 from ...types import (ChatDelta, ChatResponse, Checkpoint, Deployment, DeploySpec, Event, EventKind, File, Job,
                       JobError, JobSpec, JobStatus, MetricPoint, ModelInfo, Usage, from_timestamp)
 from ..base import Capability, Provider
@@ -63,6 +63,8 @@ _CREATED = 1_700_000_000  # "created" of base models
 class SimulatedSettings(ProviderSettings):
     flavor: str = setting("openai", description="Which service to imitate (a name in flavors.FLAVORS).")
     organization: str = setting("org-emulator", description="organization_id of jobs (OpenAI flavor).")
+    account: str = setting("emulator", description="The account that owns resources, for services that name them "
+                                                   "by account (Fireworks: accounts/{account}/models/...).")
     speed: float = setting(1.0, description="Simulated seconds per real second (0 freezes time).")
     seed: int = setting(0, description="Seeds ids and metrics, for reproducible runs.")
     data_dir: str | None = setting(None, description="Where uploaded files are kept (default: a temp folder).")
@@ -170,7 +172,8 @@ class SimulatedProvider(Provider[SimulatedSettings]):
 
     def _ft_name(self, rec: _JobRec) -> str:
         f = self.flavor
-        return f.ft_name(f.base_model_of(rec.spec.model), rec.spec.suffix, rec.id, self.settings.organization)
+        owner = self.settings.account if f.names_by_account else self.settings.organization
+        return f.ft_name(f.base_model_of(rec.spec.model), rec.spec.suffix, rec.id, owner)
 
     def raw_status(self, rec: _JobRec) -> str:
         return self.flavor.raw[rec.phase]
@@ -273,9 +276,14 @@ class SimulatedProvider(Provider[SimulatedSettings]):
         return fid
 
     # ------------------------------------------------------------------ jobs
-    def create_job(self, spec: JobSpec) -> Job:
+    def create_job(self, spec: JobSpec, *, job_id: str | None = None) -> Job:
+        """Create a job; ``job_id`` names it, for services where the caller chooses ids
+        (ConflictError if one by that id exists), else the flavor makes one up."""
         with self._lock:
             flavor = self.flavor
+            if job_id is not None and job_id in self._jobs:
+                raise ConflictError(f"A job with id {job_id!r} already exists.", provider=self.name, status_code=409,
+                                    code=flavor.codes.get("already_exists", "already_exists"), param="job_id")
             base = flavor.base_model_of(spec.model)
             if flavor.is_fine_tune(spec.model) and not any(r.fine_tuned_model == spec.model
                                                            for r in self._jobs.values()):
@@ -292,7 +300,7 @@ class SimulatedProvider(Provider[SimulatedSettings]):
             training = self._file(spec.training_file)
             validation = self._file(spec.validation_file) if spec.validation_file else None
             now = self.clock.now()
-            job_id = flavor.job_id(self._rng)
+            job_id = job_id or flavor.job_id(self._rng)
         # Files are checked for the job's model and method too: a chat file is no DPO data, a
         # preference file no supervised data (the upload-time check only knew the format).
         # The validation file is judged as one here (the 10-example minimum is for training data).
@@ -319,6 +327,9 @@ class SimulatedProvider(Provider[SimulatedSettings]):
             rec = _JobRec(spec=spec, id=job_id, created=now, examples=examples, tokens_per_epoch=tokens,
                           epochs=epochs, batch_size=batch, lrm=float(lrm), seed=seed, validated_at=validated,
                           started_at=validated + self.timings.queue, file_problems=file_problems)
+            if job_id in self._jobs:  # created meanwhile: files are validated outside the lock
+                raise ConflictError(f"A job with id {job_id!r} already exists.", provider=self.name, status_code=409,
+                                    code=flavor.codes.get("already_exists", "already_exists"), param="job_id")
             if self._next_outcomes:
                 rec.fail_at_step, rec.fail_message = self._next_outcomes.pop(0)
             self._event(rec, now, flavor.message("created", file=spec.training_file), moment="created")

@@ -86,7 +86,7 @@ class TogetherProvider(Endpoints, HTTPProvider[TogetherSettings]):
     def auth_headers(self) -> Mapping[str, str]:
         return {"Authorization": f"Bearer {self.settings.api_key.get_secret_value()}"}
 
-    def looks_like_job_id(self, value: str) -> bool:
+    def is_job_id(self, value: str) -> bool:
         return bool(_JOB_ID.fullmatch(value))
 
     # ------------------------------------------------------------------ files
